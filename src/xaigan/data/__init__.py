@@ -1,0 +1,150 @@
+"""Datasets by name, resolved from offline-capable sources, preprocessed as the paper does, held in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xaigan.data import formats
+from xaigan.data.datasets import REGISTRY, DatasetSpec, resolve
+from xaigan.data.loader import Loader, epoch_permutation, to_float
+from xaigan.data.sources import DataUnavailableError, Resolved, home
+
+__all__ = [
+    "REGISTRY",
+    "DataUnavailableError",
+    "DatasetSpec",
+    "ImageData",
+    "Loader",
+    "Resolved",
+    "available",
+    "content_hash",
+    "epoch_permutation",
+    "home",
+    "is_known",
+    "load",
+    "resolve",
+    "to_float",
+]
+
+log = logging.getLogger(__name__)
+FOLDER_PREFIX = "folder:"
+
+
+@dataclass
+class ImageData:
+    """A dataset in memory: uint8 images ``(N, C, H, W)``, int64 labels (-1 if none) and where they came from."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def available() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def is_known(name: str) -> bool:
+    return name in REGISTRY or (name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX))
+
+
+def content_hash(images: torch.Tensor) -> str:
+    """sha256 of the bytes, shape and dtype: the key for anything cached from these images."""
+    digest = hashlib.sha256(f"{tuple(images.shape)}|{images.dtype}".encode())
+    digest.update(images.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize (align_corners=False) of uint8 ``(N, C, H, W)`` to ``size`` x ``size``, rounded back."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = []
+    for start in range(0, len(images), 8192):
+        chunk = torch.from_numpy(images[start : start + 8192]).float()
+        chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False)
+        out.append(chunk.round_().clamp_(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out)
+
+
+def select_fraction(n: int, fraction: float, subset: str, seed: int) -> np.ndarray:
+    """Indices of the kept part: a seeded random subset, or the first N as the paper's code takes."""
+    keep = max(1, int(round(n * fraction)))
+    if subset == "first":
+        return np.arange(keep)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:keep])
+
+
+def _read(name: str, split: str, data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    if name.startswith(FOLDER_PREFIX):
+        folder = Path(name[len(FOLDER_PREFIX) :]).expanduser()
+        images, labels = formats.read_image_folder(folder)
+        return images, labels, {"source": "folder", "location": str(folder), "split": "all"}
+    spec = REGISTRY[name]
+    found = resolve(spec, data_dir, download=download)
+    meta: dict[str, Any] = {"source": found.source, "location": str(found.location), "split": split}
+    if found.source == "offline-subset":
+        assert spec.offline_subset is not None
+        subset = spec.offline_subset()
+        assert subset is not None
+        _, images, labels = subset
+        meta.update(note=found.note, split="all", subset_of=name)
+        if split != "all":
+            log.warning("%s offline subset has no train/test split; using all %d images", name, len(images))
+        log.warning("%s", found.note)
+    else:
+        images, labels = spec.reader(found.files, split)
+    log.info("%s (%s): %d images from %s %s", name, meta["split"], len(images), found.source, found.location)
+    return images, labels, meta
+
+
+def load(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    split: str = "all",
+    fraction: float = 1.0,
+    subset: str = "random",
+    seed: int = 0,
+    image_size: int | None = None,
+    download: bool = True,
+) -> ImageData:
+    """Load a dataset by name (or ``folder:PATH``): resolved, preprocessed to its image size, subset."""
+    if not is_known(name):
+        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(available())} or folder:PATH")
+    images, labels, meta = _read(name, split, data_dir, download)
+    size = image_size or (REGISTRY[name].image_size if name in REGISTRY else images.shape[-1])
+    images = resize_uint8(images, size)
+    total = len(images)
+    index = select_fraction(total, fraction, subset, seed)
+    images, labels = images[index], labels[index]
+    meta.update(
+        dataset=name,
+        n_total=total,
+        n=len(images),
+        fraction=fraction,
+        subset=subset,
+        subset_seed=seed if subset == "random" else None,
+        image_shape=list(images.shape[1:]),
+    )
+    data = ImageData(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), meta)
+    meta["content_sha256"] = content_hash(data.images)
+    return data

@@ -1,0 +1,32 @@
+"""Generator/discriminator pairs by name. Every D returns logits ``(B, 1)``; every G maps ``(B, noise_dim)`` noise
+to images ``(B, C, H, W)`` in [-1, 1]. Activations are separate, unshared, non-inplace modules (DeepLift needs it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from xaigan.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from xaigan.models.mlp import MLPDiscriminator, MLPGenerator
+
+Builder = Callable[[int, int, int], tuple[nn.Module, nn.Module]]
+
+REGISTRY: dict[str, Builder] = {
+    "mlp": lambda c, s, z: (MLPGenerator(c, s, z), MLPDiscriminator(c, s)),
+    "dcgan": lambda c, s, z: (DCGANGenerator(c, s, z), DCGANDiscriminator(c, s)),
+}
+
+
+def available() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def build(name: str, channels: int = 1, image_size: int = 32, noise_dim: int = 100) -> tuple[nn.Module, nn.Module]:
+    """``(G, D)`` for a registered model name."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
+    return REGISTRY[name](channels, image_size, noise_dim)
+
+
+__all__ = ["REGISTRY", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "available", "build"]

@@ -1,0 +1,98 @@
+import json
+import math
+
+import pytest
+import torch
+
+from tests.conftest import FASHION_DIR, needs_fashion, write_image_folder
+from xaigan import cli
+from xaigan import config as cfg_mod
+from xaigan.io import load_torch
+from xaigan.train import RunExistsError, Trainer
+
+
+@pytest.fixture
+def folder_cfg(tmp_path):
+    write_image_folder(tmp_path / "imgs", n=150, size=32, mode="L")
+    return cfg_mod.resolve(
+        {"dataset": f"folder:{tmp_path / 'imgs'}", "epochs": 3, "batch_size": 32, "progress": False, "seed": 4}
+    )
+
+
+def _weights(run_dir):
+    state = load_torch(run_dir / "checkpoints" / "last.pt")
+    return state
+
+
+def test_interrupt_and_resume_is_bit_identical(tmp_path, folder_cfg):
+    Trainer(folder_cfg, tmp_path / "straight").fit()
+    interrupted = Trainer(folder_cfg, tmp_path / "resumed")
+    result = interrupted.fit(stop_at_step=7)  # mid-epoch 1 (5 steps per epoch)
+    assert result["interrupted"] and result["step"] == 7
+    del interrupted
+    torch.manual_seed(12345)  # any RNG use between the two processes must not matter
+    Trainer.resume(tmp_path / "resumed").fit()
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    for net in ("G", "D"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
+    assert a["step"] == b["step"] == 15
+    lines_a = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    lines_b = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines_b] == list(range(1, 16))
+    assert [r["g_loss"] for r in lines_a] == [r["g_loss"] for r in lines_b]
+
+
+def test_refuses_existing_run(tmp_path, folder_cfg):
+    Trainer(folder_cfg, tmp_path / "run").fit(stop_at_step=1)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(folder_cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+    Trainer(folder_cfg, tmp_path / "run", overwrite=True)
+
+
+def test_checkpoint_contents_load_weights_only(tmp_path, folder_cfg):
+    Trainer(folder_cfg, tmp_path / "run").fit(stop_at_step=2)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert {"G", "D", "opt_g", "opt_d", "epoch", "position", "step", "rng"} <= set(state)
+    assert state["position"] == 2 and state["opt_g"]["state"]
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+
+
+@needs_fashion
+def test_short_real_training_on_fashion_mnist(tmp_path, capsys):
+    out = tmp_path / "fm"
+    code = cli.main(
+        ["train", "--dataset", "fashion-mnist", "--fraction", "0.03", "--epochs", "2", "--quiet", "--out", str(out)]
+    )
+    assert code == 0
+    meta = json.loads((out / "data.json").read_text())
+    assert meta["source"] == "system" and meta["location"] == str(FASHION_DIR) and meta["n"] == 2100
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 17
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in records)
+    assert all(0 <= r["d_real"] <= 1 and r["sec_per_step"] > 0 for r in records)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_0000.png", "epoch_0001.png"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 34 and summary["data"]["fraction"] == 0.03
+    cfg = cfg_mod.load_yaml(out / "config.yaml")
+    assert cfg["fraction"] == 0.03 and cfg["dataset"] == "fashion-mnist"
+    # Sampling from the trained run writes a grid and refuses to overwrite it.
+    grid = tmp_path / "grid.png"
+    assert cli.main(["sample", str(out), "--n", "16", "--out", str(grid)]) == 0 and grid.is_file()
+    assert cli.main(["sample", str(out), "--n", "16", "--out", str(grid)]) == 2
+    # Resuming a finished run trains nothing more and keeps its samples.
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 34
+
+
+def test_cli_data_list_and_verify(capsys):
+    assert cli.main(["data", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "cifar10" in listing and "fashion-mnist" in listing
+    if (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+        assert cli.main(["data", "verify", "fashion-mnist"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("ok (content sha256)") == 4
+    assert cli.main(["data", "verify", "imagenet"]) == 2
