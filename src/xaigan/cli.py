@@ -75,26 +75,12 @@ def default_run_name(cfg: dict[str, Any]) -> str:
 
 
 def build_trainer(cfg: dict[str, Any], run_dir: Path, overwrite: bool = False, resume: bool = False):
-    """A Trainer with the guidance and augmentation the config asks for."""
+    """A Trainer for ``cfg`` (its guidance and augmentation come from the config)."""
     from xaigan.train import Trainer
 
-    hooks = _hooks(cfg)
     if resume:
-        return Trainer.resume(run_dir, **hooks)
-    return Trainer(cfg, run_dir, overwrite=overwrite, **hooks)
-
-
-def _hooks(cfg: dict[str, Any]) -> dict[str, Any]:
-    hooks: dict[str, Any] = {}
-    if cfg.get("diffaugment"):
-        from xaigan import augment
-
-        hooks["augment"] = augment.DiffAugment(cfg["diffaugment"])
-    if cfg.get("xai", "none") != "none":
-        from xaigan import guidance
-
-        hooks["guidance"] = guidance.from_config(cfg)
-    return hooks
+        return Trainer.resume(run_dir)
+    return Trainer(cfg, run_dir, overwrite=overwrite)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -234,8 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CLIError, config_mod.ConfigError, DataUnavailableError, FormatError, RunExistsError) as exc:
         print(f"xaigan: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"xaigan: error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        # Library errors for bad input (missing weights file, unlabelled data, ...) are one line, not a traceback.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"xaigan: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -19,15 +19,15 @@ from xaigan import config as config_mod
 from xaigan import data as data_mod
 from xaigan import models
 from xaigan.io import atomic_write_text, make_grid, save_image_grid
-from xaigan.train import checkpoint
+from xaigan.train import checkpoint, hooks
 from xaigan.train.logging import RunLogger, read_metrics
 
 log = logging.getLogger(__name__)
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-# A guidance hook gets (fake, D, augment) and returns the tensor to feed D in the G step; it may wrap ``fake`` in
-# an autograd op that reshapes G's gradient. ``stats()`` (optional) returns per-step numbers to log.
-Guidance = Callable[[torch.Tensor, nn.Module, Augment | None], torch.Tensor]
+# A guidance hook gets (fake, D) and returns the tensor to feed D in the G step; it may wrap ``fake`` in an autograd
+# op that reshapes G's gradient (see xaigan.guidance). ``last_stats`` (optional) holds per-step numbers to log.
+Guidance = Callable[[torch.Tensor, nn.Module], torch.Tensor]
 
 
 class RunExistsError(RuntimeError):
@@ -72,7 +72,7 @@ def gan_step(
 
     fake = G(torch.randn(batch, cfg["noise_dim"], device=device))
     if guidance is not None:
-        fake = guidance(fake, D, augment)
+        fake = guidance(fake, D)
     d_gen = D(aug(fake))
     loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.full_like(d_gen, cfg["g_target"]))
     opt_g.zero_grad(set_to_none=True)
@@ -129,11 +129,17 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg["lr_d"], betas=betas)
         noise_gen = torch.Generator().manual_seed(self.cfg["seed"] + 7919)
         self.fixed_noise = torch.randn(64, self.cfg["noise_dim"], generator=noise_gen).to(self.device)
-        self.augment = augment
-        self.guidance = guidance
+        self.augment = augment if augment is not None else hooks.build_augment(self.cfg)
+        self.guidance = (
+            guidance
+            if guidance is not None
+            else hooks.build_guidance(self.cfg, self.data.images, self.augment, self.device)
+        )
         self.epoch, self.position, self.step = 0, 0, 0
         self.wall_s = 0.0
         self.callbacks: list[Callable[[Trainer], None]] = []  # called at each epoch end (evaluation, ...)
+        self.extra: dict[str, Any] = {}  # small numbers callbacks keep across resumes (best FID, ...)
+        self._logger: RunLogger | None = None
         if not _resuming:
             config_mod.dump(self.cfg, self.run_dir / "config.yaml")
             atomic_write_text(self.run_dir / "data.json", json.dumps(self.data.meta, indent=2))
@@ -182,6 +188,7 @@ class Trainer:
             "fixed_noise": self.fixed_noise.cpu(),
             "rng": checkpoint.rng_state(),
             "config": json.dumps(self.cfg),
+            "extra": json.dumps(self.extra),
         }
         if hasattr(self.guidance, "state_dict"):
             payload["guidance"] = self.guidance.state_dict()  # type: ignore[union-attr]
@@ -194,6 +201,7 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
         self.wall_s = state.get("wall_s", 0.0)
+        self.extra = json.loads(state.get("extra", "{}"))
         self.fixed_noise = state["fixed_noise"].to(self.device)
         if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
             self.guidance.load_state_dict(state["guidance"])  # type: ignore[union-attr]
@@ -224,7 +232,7 @@ class Trainer:
     def fit(self, stop_at_step: int | None = None) -> dict[str, Any]:
         """Train to ``epochs``; with ``stop_at_step`` (or Ctrl-C) checkpoint there and return early."""
         cfg = self.cfg
-        logger = RunLogger(self.run_dir, tensorboard=cfg["tensorboard"])
+        logger = self._logger = RunLogger(self.run_dir, tensorboard=cfg["tensorboard"])
         steps_per_epoch = len(self.loader)
         self.G.train()
         self.D.train()
@@ -246,8 +254,13 @@ class Trainer:
                     self.wall_s += seconds
                     self.position += 1
                     self.step += 1
-                    if guide is not None and hasattr(guide, "stats"):
-                        stats.update(guide.stats())  # type: ignore[union-attr]
+                    xai_stats = getattr(guide, "last_stats", None)
+                    if xai_stats:
+                        stats.update(
+                            xai_explained=xai_stats["explained"],
+                            xai_mask_mean=xai_stats["mask_mean"],
+                            xai_seconds=xai_stats["seconds"],
+                        )
                     if self.step % cfg["log_every"] == 0:
                         logger.log({"epoch": self.epoch, "step": self.step, **stats, "sec_per_step": seconds})
                     bar.update(1)
@@ -265,16 +278,27 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
+            self._logger = None
         if interrupted:
             self.save_checkpoint()
             return {"interrupted": True, "step": self.step, "epoch": self.epoch}
         return self._finish()
+
+    def log_record(self, record: dict[str, Any]) -> None:
+        """Append a record (e.g. an evaluation) to ``metrics.jsonl`` while training."""
+        if self._logger is None:
+            raise RuntimeError("log_record is only available while fit() runs")
+        self._logger.log(record)
 
     def _end_epoch(self, logger: RunLogger) -> None:
         finished = self.epoch
         if (finished + 1) % self.cfg["sample_every"] == 0 or finished + 1 == self.cfg["epochs"]:
             images = self.save_samples(finished)
             logger.image("samples", make_grid(images), self.step)
+            if self.guidance_active(finished) and hasattr(self.guidance, "explain_kwargs"):
+                path = self.run_dir / "explanations" / f"epoch_{finished:04d}.png"
+                pairs = hooks.save_explanations(self.guidance, self.G, self.D, self.fixed_noise[:32], path)
+                logger.image("explanations", make_grid(pairs), self.step)
         for callback in self.callbacks:
             callback(self)
         self.epoch += 1
@@ -294,6 +318,7 @@ class Trainer:
             "final": {k: last.get(k) for k in ("d_loss", "g_loss", "d_real", "d_fake")},
             "data": self.data.meta,
             "xai": self.cfg["xai"],
+            **self.extra,
             "device": str(self.device),
             "samples": str(self.run_dir / "samples"),
         }

@@ -1,0 +1,203 @@
+"""Evaluate generators: FID, KID and precision/recall in-process, from the generator directly (no PNG round trip).
+
+Generated images are drawn with a seeded noise source, quantised to uint8 exactly as a saved image would be, and fed
+to a feature extractor; real statistics are cached by content (see :mod:`xaigan.metrics.cache`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xaigan import data as data_mod
+from xaigan import metrics, models
+from xaigan.config import load_yaml
+from xaigan.io import atomic_write_text, load_torch, to_uint8
+from xaigan.train.checkpoint import rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
+
+
+def metrics_home() -> Path:
+    return data_mod.home() / "metrics"
+
+
+@torch.no_grad()
+def generate_uint8(G: nn.Module, n: int, noise_dim: int, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:
+    """``n`` samples of ``G`` as uint8 ``(n, C, H, W)``; same seed, same images. G's mode is restored."""
+    device = next(G.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    was_training = G.training
+    G.eval()
+    out = []
+    for start in range(0, n, batch_size):
+        z = torch.randn(min(batch_size, n - start), noise_dim, generator=generator).to(device)
+        out.append(to_uint8(G(z)).cpu())
+    G.train(was_training)
+    return torch.cat(out)
+
+
+class Evaluator:
+    """Holds a feature extractor and the cached real statistics of one reference set; scores generators."""
+
+    def __init__(
+        self,
+        dataset: str,
+        *,
+        data_dir: str | None = None,
+        reference: str = "all",
+        features: str = "domain",
+        inception_weights: str | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.reference = data_mod.load(dataset, data_dir=data_dir, split=reference, download=False)
+        self.reference_id = {
+            "dataset": dataset,
+            "split": self.reference.meta["split"],
+            "n": len(self.reference),
+            "content_sha256": self.reference.meta["content_sha256"],
+            "source": self.reference.meta["source"],
+        }
+        self.extractor_info: dict[str, Any] = {}
+        if features == "domain":
+            self.extractor = self._domain(dataset, data_dir, seed, device)
+        elif features == "inception":
+            self.extractor = metrics.features.get("inception", weights_path=inception_weights, device=device)
+        else:
+            raise ValueError(f"features must be domain or inception, got {features!r}")
+        self.extractor_info.update(self.extractor.meta)
+        self.real = metrics.real_statistics(
+            self.extractor,
+            self.reference.images,
+            cache_dir=metrics_home(),
+            data_key=f"{dataset}-{reference}",
+            data_hash=self.reference.meta["content_sha256"],
+        )
+
+    def _domain(self, dataset: str, data_dir: str | None, seed: int, device: str | torch.device):
+        try:
+            train = data_mod.load(dataset, data_dir=data_dir, split="train", download=False)
+        except data_mod.DataUnavailableError:
+            raise
+        if (train.labels < 0).any():
+            raise ValueError(
+                f"the domain extractor needs labelled data and {dataset} has no labels; use --features inception"
+            )
+        kwargs: dict[str, Any] = {}
+        if train.meta["split"] == "train":  # a real split exists: measure accuracy on the official test split
+            test = data_mod.load(dataset, data_dir=data_dir, split="test", download=False)
+            kwargs.update(val_images=test.images, val_labels=test.labels)
+        model, info = metrics.load_or_train_domain(
+            train.images,
+            train.labels,
+            dataset_hash=train.meta["content_sha256"],
+            cache_dir=metrics_home() / "domain",
+            seed=seed,
+            log=log.info,
+            **kwargs,
+        )
+        self.extractor_info.update(
+            accuracy=info["accuracy"], trained_on=f"{dataset}:{train.meta['split']}", cached=info["cached"]
+        )
+        log.info("domain extractor %s: held-out accuracy %.4f", info["arch"], info["accuracy"])
+        return metrics.features.get("domain", model=model, device=device)
+
+    def score_images(self, fake_uint8: torch.Tensor, kid_subsets: int = 100) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        feats = self.extractor(fake_uint8)
+        fid = metrics.frechet_distance(self.real["mu"], self.real["sigma"], *metrics.feature_statistics(feats))
+        kid_mean, kid_std = metrics.kid(self.real["features"], feats, num_subsets=kid_subsets)
+        precision, recall = metrics.precision_recall(self.real["features"], feats, k=3)
+        return {
+            "fid": float(fid),
+            "kid_mean": float(kid_mean),
+            "kid_std": float(kid_std),
+            "precision": float(precision),
+            "recall": float(recall),
+            "n": int(len(fake_uint8)),
+            "extractor": dict(self.extractor_info),
+            "reference": dict(self.reference_id),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+
+    def score_generator(self, G: nn.Module, n: int, noise_dim: int, seed: int = 0) -> dict[str, Any]:
+        result = self.score_images(generate_uint8(G, n, noise_dim, seed))
+        result["noise_seed"] = seed
+        return result
+
+
+def load_generator(run_dir: Path, checkpoint: str = "last.pt") -> tuple[nn.Module, dict[str, Any]]:
+    cfg = load_yaml(run_dir / "config.yaml")
+    shape = json.loads((run_dir / "data.json").read_text())["image_shape"]
+    G, _ = models.build(cfg["model"], shape[0], shape[1], cfg.get("noise_dim", 100))
+    path = run_dir / "checkpoints" / checkpoint
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}")
+    G.load_state_dict(load_torch(path)["G"])
+    return G, cfg
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    n: int = 10000,
+    features: str = "domain",
+    reference: str = "all",
+    checkpoint: str = "last.pt",
+    inception_weights: str | None = None,
+    seed: int = 0,
+    evaluator: Evaluator | None = None,
+) -> dict[str, Any]:
+    """Score a run's checkpoint and write ``eval.json`` (atomically) into the run folder."""
+    run_dir = Path(run_dir)
+    G, cfg = load_generator(run_dir, checkpoint)
+    evaluator = evaluator or Evaluator(
+        cfg["dataset"],
+        data_dir=cfg.get("data_dir"),
+        reference=reference,
+        features=features,
+        inception_weights=inception_weights,
+    )
+    result = evaluator.score_generator(G, n, cfg.get("noise_dim", 100), seed)
+    result.update(run=str(run_dir), checkpoint=checkpoint)
+    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2))
+    return result
+
+
+def attach(trainer: Any) -> None:
+    """Score the generator every ``eval_every`` epochs during training; keep ``checkpoints/best.pt`` by FID."""
+    cfg = trainer.cfg
+    state: dict[str, Any] = {}
+
+    def callback(tr: Any) -> None:
+        if (tr.epoch + 1) % cfg["eval_every"] and tr.epoch + 1 != cfg["epochs"]:
+            return
+        rng = rng_state()  # evaluation (and a first-time domain-classifier training) must not shift training's RNG
+        try:
+            _evaluate(tr)
+        finally:
+            set_rng_state(rng)
+
+    def _evaluate(tr: Any) -> None:
+        if "evaluator" not in state:
+            state["evaluator"] = Evaluator(
+                cfg["dataset"], data_dir=cfg["data_dir"], reference=cfg["eval_reference"], features=cfg["eval_features"]
+            )
+        result = state["evaluator"].score_generator(tr.G, cfg["eval_n"], cfg["noise_dim"], seed=0)
+        record = {"epoch": tr.epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
+        record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
+        tr.log_record(record)
+        if result["fid"] < tr.extra.get("best_fid", float("inf")):
+            tr.extra["best_fid"] = result["fid"]
+            tr.extra["best_epoch"] = tr.epoch
+            tr.save_checkpoint("best.pt")
+        log.info("epoch %d: FID %.3f (best %.3f)", tr.epoch, result["fid"], tr.extra["best_fid"])
+
+    trainer.callbacks.append(callback)

@@ -1,0 +1,103 @@
+"""Experiment grids: a YAML file of cells (config overrides) run over the same seeds, under a named budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xaigan import config as config_mod
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a grid: a cell under one seed, with its fully resolved config and run folder."""
+
+    cell: str
+    seed: int
+    cfg: dict[str, Any]
+    run_dir: Path
+
+
+@dataclass
+class Grid:
+    """A parsed grid file."""
+
+    name: str
+    base: dict[str, Any]
+    cells: dict[str, dict[str, Any]]
+    budgets: dict[str, dict[str, Any]]
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    compare: dict[str, str] = field(default_factory=dict)
+    original: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+    seeds: list[int] | None = None
+    path: Path | None = None
+
+    def cell_config(self, cell: str, budget: str, seed: int) -> dict[str, Any]:
+        if budget not in self.budgets:
+            raise config_mod.ConfigError(f"budget must be one of {', '.join(self.budgets)}; got {budget!r}")
+        layers = [self.base, self.budgets[budget], self.cells[cell], {"seed": seed, "progress": False}]
+        cfg = config_mod.resolve(*layers)
+        cfg["name"] = f"{self.name}-{cell}-s{seed}"
+        return cfg
+
+    def baseline(self, cell: str) -> str | None:
+        """The cell a cell is compared with: ``compare`` if given, else the xai-none cell with the same data and
+        augmentation (``None`` for a baseline itself)."""
+        if cell in self.compare:
+            return self.compare[cell]
+        own = {**self.base, **self.cells[cell]}
+        if own.get("xai", "none") == "none":
+            return None
+        keys = ("dataset", "fraction", "diffaugment", "model")
+        for other, overrides in self.cells.items():
+            merged = {**self.base, **overrides}
+            if merged.get("xai", "none") == "none" and all(merged.get(k) == own.get(k) for k in keys):
+                return other
+        return None
+
+    def runs(self, out: Path, budget: str, seeds: list[int]) -> list[RunSpec]:
+        """Every (cell, seed) run, seed-major so an interrupted grid has all modes for its first seeds."""
+        return [
+            RunSpec(cell, seed, self.cell_config(cell, budget, seed), Path(out) / cell / f"seed_{seed}")
+            for seed in seeds
+            for cell in self.cells
+        ]
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file; every cell must resolve to a valid config."""
+    path = Path(path)
+    raw = config_mod.load_yaml(path)
+    allowed = {"name", "description", "base", "cells", "budgets", "evaluation", "compare", "original", "seeds"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise config_mod.ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; allowed: {sorted(allowed)}")
+    if not raw.get("cells"):
+        raise config_mod.ConfigError(f"{path}: a grid needs a non-empty 'cells' mapping")
+    budgets = raw.get("budgets") or {"paper": {}}
+    grid = Grid(
+        name=raw.get("name", path.stem),
+        base=raw.get("base") or {},
+        cells={str(k): (v or {}) for k, v in raw["cells"].items()},
+        budgets=budgets,
+        evaluation=raw.get("evaluation") or {},
+        compare=raw.get("compare") or {},
+        original=raw.get("original") or {},
+        description=raw.get("description", ""),
+        seeds=raw.get("seeds"),
+        path=path,
+    )
+    for cell in grid.cells:
+        for budget in grid.budgets:
+            grid.cell_config(cell, budget, 0)  # raises ConfigError naming the key
+    for cell, other in grid.compare.items():
+        if cell not in grid.cells or other not in grid.cells:
+            raise config_mod.ConfigError(f"{path}: compare {cell} -> {other} names a cell that does not exist")
+    bad_eval = set(grid.evaluation) - {"n", "features", "reference"}
+    if bad_eval:
+        raise config_mod.ConfigError(
+            f"{path}: unknown evaluation key(s) {sorted(bad_eval)}; allowed: n, features, reference"
+        )
+    return grid

@@ -1,0 +1,243 @@
+"""Build ``report.md`` and a self-contained ``report.html`` (images inline) from a grid's output folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xaigan.experiments import aggregate, collect, load_grid
+from xaigan.io import atomic_write_text
+from xaigan.report.plots import line_chart
+from xaigan.train.logging import read_metrics
+
+COLUMNS = (
+    "cell",
+    "xAI",
+    "DiffAug",
+    "data",
+    "seeds",
+    "FID mean ± std",
+    "95% CI",
+    "ΔFID vs base",
+    "paired t-test",
+    "KID×1e3",
+    "prec.",
+    "recall",
+    "step time",
+    "original repo FID",
+)
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The aggregate table as strings, one list per cell, in :data:`COLUMNS` order."""
+    out = []
+    for r in rows:
+        paired = r.get("paired")
+        test = "–"
+        if paired:
+            test = f"p={_fmt(paired['p'], 3)}, lower in {paired['lower_in']}/{paired['n_pairs']}"
+        change = f"{r['fid_change_pct']:+.1f}% vs {r['baseline']}" if "fid_change_pct" in r else "(baseline)"
+        ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else "1×"
+        ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
+        original = r.get("original")
+        out.append(
+            [
+                r["cell"],
+                r["xai"],
+                r["diffaugment"] or "–",
+                f"{100 * r['fraction']:g}%",
+                str(r["n_seeds"]),
+                f"{_fmt(r['fid_mean'])} ± {_fmt(r['fid_std'])}",
+                f"± {_fmt(r['fid_ci95'])}",
+                change,
+                test,
+                f"{_fmt(1e3 * r['kid_mean'])} ± {_fmt(1e3 * r['kid_std'])}",
+                _fmt(r["precision"], 3),
+                _fmt(r["recall"], 3),
+                ratio,
+                f"{original['fid']:g}*" if original else "–",
+            ]
+        )
+    return out
+
+
+def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per chart, per cell: seed-averaged per-epoch series of FID, G loss and D loss."""
+    acc: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for record in records:
+        per_epoch: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for m in read_metrics(Path(record["run_dir"])):
+            for key in ("fid", "g_loss", "d_loss"):
+                if key in m:
+                    per_epoch[key][m["epoch"]].append(m[key])
+        for key, epochs in per_epoch.items():
+            for epoch, values in epochs.items():
+                acc[key][record["cell"]][epoch].append(float(np.mean(values)))
+    return {
+        key: {cell: [(e + 1, float(np.mean(v))) for e, v in sorted(ep.items())] for cell, ep in cells.items()}
+        for key, cells in acc.items()
+    }
+
+
+def _last_png(folder: Path) -> Path | None:
+    pngs = sorted(folder.glob("epoch_*.png"))
+    return pngs[-1] if pngs else None
+
+
+def _heatmap_epochs(folder: Path, k: int = 3) -> list[Path]:
+    pngs = sorted(folder.glob("epoch_*.png"))
+    if len(pngs) <= k:
+        return pngs
+    return [pngs[round(i * (len(pngs) - 1) / (k - 1))] for i in range(k)]
+
+
+def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, list[tuple[str, Path]]]:
+    """Sample grids (last epoch, first seed of each cell: same fixed noise) and explanation maps over training."""
+    first_seed = min((r["seed"] for r in records), default=0)
+    samples, heatmaps = [], []
+    for r in records:
+        if r["seed"] != first_seed:
+            continue
+        run = Path(r["run_dir"])
+        last = _last_png(run / "samples")
+        if last:
+            samples.append((f"{r['cell']} (seed {first_seed}, {last.stem.replace('_', ' ')})", last))
+        for path in _heatmap_epochs(run / "explanations"):
+            heatmaps.append((f"{r['cell']}: {path.stem.replace('_', ' ')}", path))
+    return {"samples": samples, "explanations": heatmaps}
+
+
+def _markdown(
+    title: str,
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    charts: dict[str, str],
+    images: dict[str, list[tuple[str, Path]]],
+    notes: list[str],
+) -> str:
+    lines = [f"# {title}", ""]
+    lines += [f"- {n}" for n in notes] + [""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    lines += ["", "## Curves", ""]
+    lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
+    for section, items in images.items():
+        if items:
+            lines += ["", f"## {'Samples (same fixed noise)' if section == 'samples' else 'Explanation maps'}", ""]
+            lines += [
+                f"**{html.escape(label)}**<br>![{label}](report_files/{path.parent.parent.parent.name}_"
+                f"{path.parent.parent.name}_{path.parent.name}_{path.name})"
+                for label, path in items
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _html(
+    title: str,
+    rows: list[dict[str, Any]],
+    charts: dict[str, str],
+    images: dict[str, list[tuple[str, Path]]],
+    notes: list[str],
+) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in table_rows(rows)
+    )
+    figures = []
+    for section, items in images.items():
+        if not items:
+            continue
+        name = "Samples (same fixed noise)" if section == "samples" else "Explanation maps (samples | heat-maps)"
+        figs = "".join(
+            f'<figure><img src="{_data_uri(p)}" alt="{html.escape(label)}" class="pix"><figcaption>'
+            f"{html.escape(label)}</figcaption></figure>"
+            for label, p in items
+        )
+        figures.append(f'<h2>{name}</h2><div class="grid" id="{section}">{figs}</div>')
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; font-weight: bold; }}
+.grid {{ display: flex; flex-wrap: wrap; gap: 16px; }}
+figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
+.pix {{ image-rendering: pixelated; width: 280px; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
+<table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
+{"".join(figures)}
+</body></html>
+"""
+
+
+def build_report(out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` (+ ``report_files/``) and ``report.html`` into ``out_dir``; return both paths."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "grid.yaml").is_file() or not (out_dir / "grid.json").is_file():
+        raise FileNotFoundError(f"{out_dir} is not a grid output folder (needs grid.yaml and grid.json)")
+    grid = load_grid(out_dir / "grid.yaml")
+    meta = json.loads((out_dir / "grid.json").read_text())
+    specs = grid.runs(out_dir, meta["budget"], meta["seeds"])
+    records = [collect(s) for s in specs if (s.run_dir / "summary.json").is_file()]
+    if not records:
+        raise FileNotFoundError(f"{out_dir} holds no finished runs yet")
+    rows = aggregate(grid, records)
+    series = curves(records)
+    titles = {
+        "fid": ("FID vs epoch (during training)", "FID"),
+        "g_loss": ("G loss", "loss"),
+        "d_loss": ("D loss", "loss"),
+    }
+    charts = {
+        key: line_chart(series[key], title=t, xlabel="epoch", ylabel=y)
+        for key, (t, y) in titles.items()
+        if key in series
+    }
+    images = collect_images(out_dir, records)
+    extractor = next((r["eval"]["extractor"] for r in records if r["eval"]), {})
+    notes = [
+        f"grid {grid.name} ({grid.path.name}), budget {meta['budget']}, seeds {meta['seeds']}; "
+        f"{len(records)} finished runs",
+        f"features: {extractor.get('id', '?')} (weights {extractor.get('weights_hash', '?')}"
+        + (f", held-out accuracy {extractor['accuracy']:.4f})" if "accuracy" in extractor else ")"),
+        "ΔFID is the change of the mean FID against the baseline cell (same data and augmentation); the paired "
+        "t-test compares FIDs seed by seed (two-sided).",
+        "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
+        "extractor (Inception / their MNIST setup): not comparable in absolute value.",
+    ]
+    title = f"xaigan results: {grid.name}"
+    files = out_dir / "report_files"
+    files.mkdir(exist_ok=True)
+    for name, svg in charts.items():
+        atomic_write_text(files / f"{name}.svg", svg)
+    for items in images.values():
+        for _, path in items:
+            target = (
+                files / f"{path.parent.parent.parent.name}_{path.parent.parent.name}_{path.parent.name}_{path.name}"
+            )
+            shutil.copyfile(path, target)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    atomic_write_text(md_path, _markdown(title, meta, rows, charts, images, notes))
+    atomic_write_text(html_path, _html(title, rows, charts, images, notes))
+    atomic_write_text(out_dir / "aggregate.json", json.dumps(rows, indent=2, default=str))
+    return md_path, html_path

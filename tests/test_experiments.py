@@ -1,0 +1,110 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from tests.conftest import write_image_folder
+from xaigan import cli
+from xaigan.config import ConfigError
+from xaigan.experiments import aggregate, collect, load_grid, mean_ci, paired_test, run_state
+from xaigan.train import Trainer
+
+
+def test_mean_ci_matches_t_interval():
+    values = [54.0, 46.0, 50.5, 49.0]
+    mean, std, half = mean_ci(values)
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(49.875) and std == pytest.approx(np.std(values, ddof=1))
+    assert half == pytest.approx((hi - lo) / 2)
+    assert math.isnan(mean_ci([3.0])[2])
+
+
+def test_paired_test_by_hand():
+    a = {0: 10.0, 1: 12.0, 2: 9.0, 3: 15.0}
+    b = {0: 11.0, 1: 12.5, 2: 11.0, 3: 14.0, 9: 1.0}  # seed 9 has no pair
+    out = paired_test(a, b)
+    d = np.array([-1.0, -0.5, -2.0, 1.0])
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(4))
+    assert out["n_pairs"] == 4 and out["lower_in"] == 3
+    assert out["t"] == pytest.approx(t) and out["p"] == pytest.approx(2 * stats.t.sf(abs(t), 3))
+
+
+def _grid_file(tmp_path, dataset, **extra):
+    spec = {
+        "name": "tiny",
+        "base": {"dataset": dataset, "model": "mlp", "batch_size": 32, "eval_every": 1, "eval_n": 64},
+        "budgets": {"quick": {"epochs": 2}, "paper": {"epochs": 3}},
+        "evaluation": {"n": 200},
+        "cells": {
+            "normal": {"xai": "none"},
+            "saliency": {"xai": "saliency"},
+            "normal+da": {"xai": "none", "diffaugment": "translation"},
+            "saliency+da": {"xai": "saliency", "diffaugment": "translation"},
+        },
+        "original": {"saliency": {"fid": 1.5, "source": "somewhere"}},
+        **extra,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_grid_baselines_and_validation(tmp_path):
+    grid = load_grid(_grid_file(tmp_path, "fashion-mnist"))
+    assert grid.baseline("saliency") == "normal" and grid.baseline("saliency+da") == "normal+da"
+    assert grid.baseline("normal") is None
+    runs = grid.runs(tmp_path / "out", "quick", [0, 1])
+    assert [(r.cell, r.seed) for r in runs[:4]] == [
+        ("normal", 0),
+        ("saliency", 0),
+        ("normal+da", 0),
+        ("saliency+da", 0),
+    ]
+    assert runs[0].cfg["epochs"] == 2 and runs[0].cfg["seed"] == 0 and runs[5].cfg["seed"] == 1
+    with pytest.raises(ConfigError, match="budget must be one of quick, paper"):
+        grid.cell_config("normal", "huge", 0)
+    with pytest.raises(ConfigError, match="fraction must be in"):
+        load_grid(_grid_file(tmp_path, "fashion-mnist", cells={"bad": {"fraction": 3}}))
+    with pytest.raises(ConfigError, match="unknown grid key"):
+        load_grid(_grid_file(tmp_path, "fashion-mnist", colour="red"))
+
+
+@pytest.mark.parametrize("path", ["fmnist35", "fmnist100", "mnist35", "mnist100", "cifar10"])
+def test_paper_grids_load(path):
+    grid = load_grid(f"configs/paper/{path}.yaml")
+    assert {"quick", "paper"} <= set(grid.budgets)
+    xais = {grid.cell_config(c, "paper", 0)["xai"] for c in grid.cells}
+    assert {"none", "saliency", "deeplift-shap", "lime"} <= xais
+
+
+def test_reproduce_skips_finished_and_resumes_partial(tmp_path):
+    write_image_folder(tmp_path / "imgs", n=96, size=32, mode="L")
+    path = _grid_file(tmp_path, f"folder:{tmp_path / 'imgs'}")
+    grid = load_grid(path)
+    out = tmp_path / "out"
+    # An interrupted run of one cell, as a killed grid would leave it.
+    spec = grid.runs(out, "quick", [0])[1]
+    Trainer(spec.cfg, spec.run_dir).fit(stop_at_step=4)
+    assert run_state(spec) == "partial"
+    assert cli.main(["reproduce", str(path), "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    assert all(run_state(s) == "done" for s in grid.runs(out, "quick", [0]))
+    resumed = json.loads((spec.run_dir / "summary.json").read_text())
+    assert resumed["steps"] == 2 * 3 and resumed["epochs"] == 2
+    stamp = (out / "normal" / "seed_0" / "eval.json").stat().st_mtime_ns
+    assert cli.main(["reproduce", str(path), "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    assert (out / "normal" / "seed_0" / "eval.json").stat().st_mtime_ns == stamp  # finished run skipped
+    records = [collect(s) for s in grid.runs(out, "quick", [0, 1])]
+    rows = {r["cell"]: r for r in aggregate(grid, records)}
+    fids = [r["eval"]["fid"] for r in records if r["cell"] == "saliency"]
+    assert rows["saliency"]["n_seeds"] == 2 and rows["saliency"]["fid_mean"] == pytest.approx(np.mean(fids))
+    base = np.mean([r["eval"]["fid"] for r in records if r["cell"] == "normal"])
+    assert rows["saliency"]["fid_change_pct"] == pytest.approx(100 * (np.mean(fids) - base) / base)
+    assert rows["saliency"]["paired"]["n_pairs"] == 2 and rows["saliency"]["original"]["fid"] == 1.5
+    report = (out / "report.md").read_text()
+    assert report.count("\n| ") == 1 + 4  # header + one row per cell
+    assert "saliency" in report and (out / "report.html").is_file()
+    # Another budget into the same folder is refused, not mixed in.
+    assert cli.main(["reproduce", str(path), "--budget", "paper", "--out", str(out), "--quiet"]) == 2

@@ -1,0 +1,133 @@
+import json
+import re
+import shutil
+import subprocess
+import xml.dom.minidom
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from xaigan.io import save_image_grid
+from xaigan.report import build_report, line_chart
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CELLS = {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}, "lime": {"xai": "lime"}}
+FIDS = {"normal": [50.0, 46.0, 48.0], "saliency": [49.0, 45.0, 46.5], "lime": [55.0, 51.0, 52.0]}
+
+
+def fake_grid_output(out):
+    """A finished 3-cell x 3-seed grid folder, as `xaigan reproduce` leaves it, with known FIDs."""
+    spec = {"name": "fake", "base": {"dataset": "fashion-mnist"}, "budgets": {"quick": {"epochs": 2}}, "cells": CELLS}
+    out.mkdir(parents=True)
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (out / "grid.json").write_text(json.dumps({"budget": "quick", "seeds": [0, 1, 2]}))
+    gen = torch.Generator().manual_seed(0)
+    for cell, fids in FIDS.items():
+        for seed, fid in enumerate(fids):
+            run = out / cell / f"seed_{seed}"
+            (run / "samples").mkdir(parents=True)
+            summary = {"sec_per_step": 0.1 if cell == "normal" else 0.2, "train_seconds": 10.0 + seed, "data": {}}
+            (run / "summary.json").write_text(json.dumps(summary))
+            extractor = {"id": "domain-test", "weights_hash": "abc", "accuracy": 0.91}
+            result = {
+                "fid": fid,
+                "kid_mean": fid / 1e4,
+                "kid_std": 1e-4,
+                "precision": 0.5,
+                "recall": 0.4,
+                "extractor": extractor,
+            }
+            (run / "eval.json").write_text(json.dumps(result))
+            lines = [
+                {"epoch": e, "step": e * 10 + i, "d_loss": 1.0 + e, "g_loss": 0.7 - 0.1 * e}
+                for e in range(2)
+                for i in range(3)
+            ]
+            lines += [{"epoch": e, "step": e * 10 + 3, "fid": fid + 10 * (1 - e)} for e in range(2)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+            for e in range(2):
+                save_image_grid(torch.rand(16, 1, 8, 8, generator=gen) * 2 - 1, run / "samples" / f"epoch_{e:04d}.png")
+                if cell != "normal":
+                    save_image_grid(
+                        torch.rand(8, 3, 8, 8, generator=gen) * 2 - 1, run / "explanations" / f"epoch_{e:04d}.png"
+                    )
+    return out
+
+
+def test_report_numbers(tmp_path):
+    out = fake_grid_output(tmp_path / "grid")
+    md_path, html_path = build_report(out)
+    md = md_path.read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| cell")]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["normal", "saliency", "lime"]
+    saliency = rows[1]
+    base, mine = np.mean(FIDS["normal"]), np.mean(FIDS["saliency"])
+    assert f"{mine:.2f} ± {np.std(FIDS['saliency'], ddof=1):.2f}" in saliency
+    assert f"{100 * (mine - base) / base:+.1f}% vs normal" in saliency
+    assert "lower in 3/3" in saliency and "2.00×" in saliency
+    for name in ("fid", "g_loss", "d_loss"):
+        svg = (out / "report_files" / f"{name}.svg").read_text()
+        xml.dom.minidom.parseString(svg)  # well-formed
+        assert svg.count("<polyline") == 3
+    assert len(re.findall(r"!\[[^]]*\]\(report_files/[^)]*\.png\)", md)) == 3 + 2 * 2
+    page = html_path.read_text()
+    assert 'src="report_files' not in page and page.count("data:image/png;base64,") == 3 + 2 * 2
+
+
+def test_line_chart_handles_empty_and_nan():
+    assert "no data" in line_chart({}, title="t", xlabel="x", ylabel="y")
+    svg = line_chart({"a": [(1, float("nan")), (2, 3.0)]}, title="t", xlabel="x", ylabel="y")
+    assert svg.count("<polyline") == 1
+
+
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message || e.target && e.target.src)), true);
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-images', ok + '/' + imgs.length);
+  document.body.setAttribute('data-errors', window.__errors.length);
+  document.body.setAttribute('data-rows', document.querySelectorAll('#results tbody tr').length);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed")
+def test_report_renders_in_headless_chromium(tmp_path):
+    out = fake_grid_output(tmp_path / "grid")
+    _, html_path = build_report(out)
+    probed = tmp_path / "probed.html"
+    probed.write_text(html_path.read_text().replace("<head>", "<head>" + PROBE, 1))
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    dom = subprocess.run([*flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-errors="0"' in body and 'data-rows="3"' in body
+    assert 'data-images="7/7"' in body
+    assert "CONSOLE" not in dom.stderr or "error" not in dom.stderr.lower().split("console", 1)[1][:200]
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,1600", html_path.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.std() > 10  # not a blank page
+    assert (pixels < 128).mean() > 0.005  # some dark content (text, lines, images)
