@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,13 +33,12 @@ def metrics_home() -> Path:
 def generate_uint8(G: nn.Module, n: int, noise_dim: int, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:
     """``n`` samples of ``G`` as uint8 ``(n, C, H, W)``; same seed, same images. G's mode is restored."""
     device = next(G.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, noise_dim, generator=torch.Generator().manual_seed(seed))  # one draw: batch-size free
     was_training = G.training
     G.eval()
     out = []
     for start in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - start), noise_dim, generator=generator).to(device)
-        out.append(to_uint8(G(z)).cpu())
+        out.append(to_uint8(G(noise[start : start + batch_size].to(device))).cpu())
     G.train(was_training)
     return torch.cat(out)
 
@@ -113,8 +113,11 @@ class Evaluator:
         t0 = time.perf_counter()
         feats = self.extractor(fake_uint8)
         fid = metrics.frechet_distance(self.real["mu"], self.real["sigma"], *metrics.feature_statistics(feats))
-        kid_mean, kid_std = metrics.kid(self.real["features"], feats, num_subsets=kid_subsets)
-        precision, recall = metrics.precision_recall(self.real["features"], feats, k=3)
+        real = self.real["features"]
+        kid_mean, kid_std = metrics.kid(real, feats, num_subsets=kid_subsets)
+        if len(real) > len(feats):  # precision/recall compare sets of equal size (recall is inflated otherwise)
+            real = real[np.sort(np.random.default_rng(0).choice(len(real), len(feats), replace=False))]
+        precision, recall = metrics.precision_recall(real, feats, k=3)
         return {
             "fid": float(fid),
             "kid_mean": float(kid_mean),

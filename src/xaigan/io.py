@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Write via a temp file in the same folder, fsync, then rename: readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +30,15 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable (best effort: not every filesystem allows fsync on a folder)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -50,6 +59,19 @@ def save_torch(obj: Any, path: Path) -> None:
 def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load`` restricted to tensors and plain containers (``weights_only=True``)."""
     return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
+def content_hash(x: Any, chunk: int = 1 << 24) -> str:
+    """sha256 of an array's dtype, shape and C-order bytes (torch tensor or numpy array): the key for anything
+    cached from it."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().contiguous().numpy()
+    arr = np.ascontiguousarray(x)
+    digest = hashlib.sha256(f"dtype={arr.dtype.str};shape={tuple(arr.shape)};".encode())
+    flat = arr.reshape(-1).view(np.uint8)
+    for start in range(0, flat.size, chunk):
+        digest.update(memoryview(flat[start : start + chunk]))
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from xaigan.data import formats
 from xaigan.data.datasets import REGISTRY, DatasetSpec, resolve
 from xaigan.data.loader import Loader, epoch_permutation, to_float
 from xaigan.data.sources import DataUnavailableError, Resolved, home
+from xaigan.io import content_hash
 
 __all__ = [
     "REGISTRY",
@@ -64,13 +64,6 @@ def available() -> list[str]:
 
 def is_known(name: str) -> bool:
     return name in REGISTRY or (name.startswith(FOLDER_PREFIX) and len(name) > len(FOLDER_PREFIX))
-
-
-def content_hash(images: torch.Tensor) -> str:
-    """sha256 of the bytes, shape and dtype: the key for anything cached from these images."""
-    digest = hashlib.sha256(f"{tuple(images.shape)}|{images.dtype}".encode())
-    digest.update(images.contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:

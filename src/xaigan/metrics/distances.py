@@ -1,0 +1,277 @@
+"""Distances between two sets of features: FID, KID and improved precision/recall.
+
+All functions accept ``(N, d)`` numpy arrays or torch tensors and compute in float64.
+
+Fréchet distance
+----------------
+``d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^{1/2})``.
+
+The only hard term is ``tr((S1 S2)^{1/2})``. We never form a matrix square root of the
+non-symmetric product ``S1 S2`` (``scipy.linalg.sqrtm``'s Schur-based result and accuracy
+have changed across scipy versions, it is slow for d=2048 and returns complex noise).
+Instead, with ``R = S1^{1/2}`` (symmetric PSD, from ``eigh`` of ``S1``):
+
+    S1 S2 = R (R S2 R) R^{-1}        (similarity, when S1 is invertible)
+
+so ``S1 S2`` has the same eigenvalues as the *symmetric* PSD matrix ``M = R S2 R``; this also
+holds when ``S1`` is singular because ``AB`` and ``BA`` share their non-zero eigenvalues
+(take ``A = R``, ``B = R S2``). Hence ``tr((S1 S2)^{1/2}) = sum_i sqrt(lambda_i(M))``.
+``eigvalsh`` on a symmetric matrix is backward stable and returns real eigenvalues, so the only
+clean-up needed is clipping the tiny negative round-off eigenvalues at 0. This costs one
+``eigh`` + one ``eigvalsh`` + two matrix products: ~2 s for d=2048 on 2 CPU cores, versus
+~3.5 s for a plain non-symmetric ``eigvals(S1 @ S2)`` (which also yields complex round-off).
+
+KID
+---
+Unbiased MMD^2 (Binkowski et al. 2018) with the polynomial kernel
+``k(x, y) = (gamma x.y + coef0)^degree`` (defaults: degree 3, gamma 1/d, coef0 1), averaged
+over ``num_subsets`` random subsets of size ``min(subset_size, N_a, N_b)`` drawn without
+replacement (independently per subset) from a seeded generator. Returns ``(mean, std)``; std is
+the population standard deviation over the subset estimates.
+
+Precision / recall
+------------------
+Kynkäänniemi et al. 2019: each sample of a set gets a radius = distance to its k-th nearest
+neighbour within the same set (itself excluded); the manifold of a set is the union of these
+balls. precision = fraction of fake samples inside the real manifold, recall = fraction of real
+samples inside the fake manifold (boundary included, ``<=``). Pairwise squared distances are
+computed in row chunks so 10k x 10k never materialises at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_float64",
+    "feature_statistics",
+    "frechet_distance",
+    "fid",
+    "fid_from_features",
+    "kid",
+    "polynomial_mmd2_unbiased",
+    "precision_recall",
+    "kth_nn_radii",
+]
+
+# Row-chunk size for pairwise distance computations: 1024 x 10k float64 = 80 MB per block.
+_DEFAULT_CHUNK = 1024
+
+
+def as_float64(x: Any, name: str = "features") -> np.ndarray:
+    """Convert a 2-D numpy array / torch tensor to a contiguous float64 numpy array."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
+        x = x.detach().cpu().double().numpy()  # .double() first: bfloat16 has no numpy dtype
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (N, d) array, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased, ddof=1) covariance of ``(N, d)`` features, in float64."""
+    x = as_float64(features)
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least 2 samples for a covariance, got {x.shape[0]}")
+    mu = x.mean(axis=0)
+    xc = x - mu
+    sigma = (xc.T @ xc) / (x.shape[0] - 1)
+    sigma = 0.5 * (sigma + sigma.T)  # exact symmetry (BLAS may differ in the last ulp)
+    return mu, sigma
+
+
+def _check_stats(mu: Any, sigma: Any, which: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    if mu.ndim != 1:
+        raise ValueError(f"mu{which} must be 1-D, got shape {mu.shape}")
+    if sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"sigma{which} must have shape {(mu.shape[0],) * 2}, got {sigma.shape}")
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError(f"mu{which}/sigma{which} contain NaN or infinite values")
+    return mu, 0.5 * (sigma + sigma.T)
+
+
+def _clip_spectrum(w: np.ndarray) -> np.ndarray:
+    """Zero eigenvalues that are round-off: negative ones, and those below ``d * eps * max|w|``.
+
+    Eigenvalues of a rank-deficient PSD matrix come out as +-(eps * |w|_max) noise; their square
+    roots (~1e-8 relative each) would otherwise add up over hundreds of null directions. The
+    threshold is the usual numerical-rank tolerance (as in ``numpy.linalg.matrix_rank``).
+    """
+    tol = w.shape[0] * np.finfo(np.float64).eps * max(float(np.abs(w).max(initial=0.0)), 0.0)
+    return np.where(w > tol, w, 0.0)
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix (round-off eigenvalues -> 0)."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(_clip_spectrum(w))) @ v.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``tr((sigma1 @ sigma2)^{1/2})`` for symmetric PSD matrices, via eigvalsh (see module doc)."""
+    r = _psd_sqrt(sigma1)
+    m = r @ sigma2 @ r
+    m = 0.5 * (m + m.T)
+    ev = np.linalg.eigvalsh(m)
+    return float(np.sqrt(_clip_spectrum(ev)).sum())
+
+
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
+
+    Robust to singular (rank-deficient) covariances: no inverse and no regularising epsilon is
+    needed. The result is clipped at 0 (it can only go negative by round-off).
+    """
+    mu1, sigma1 = _check_stats(mu1, sigma1, "1")
+    mu2, sigma2 = _check_stats(mu2, sigma2, "2")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"dimension mismatch: {mu1.shape[0]} vs {mu2.shape[0]}")
+    diff = mu1 - mu2
+    tr_covmean = trace_sqrt_product(sigma1, sigma2)
+    value = float(diff @ diff) + float(np.trace(sigma1)) + float(np.trace(sigma2)) - 2.0 * tr_covmean
+    return max(value, 0.0)
+
+
+def fid(features_a: Any, features_b: Any) -> float:
+    """FID between two feature sets ``(N_a, d)`` and ``(N_b, d)``."""
+    mu_a, sigma_a = feature_statistics(features_a)
+    mu_b, sigma_b = feature_statistics(features_b)
+    return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+
+
+fid_from_features = fid
+
+
+def _poly_kernel(a: np.ndarray, b: np.ndarray, gamma: float, coef0: float, degree: int) -> np.ndarray:
+    k = a @ b.T
+    k *= gamma
+    k += coef0
+    if isinstance(degree, int | np.integer) and degree >= 1:
+        out = k.copy() if degree > 1 else k
+        for _ in range(degree - 1):
+            out *= k  # repeated products: much faster than np.power for small integer degrees
+        return out
+    return k**degree
+
+
+def polynomial_mmd2_unbiased(
+    x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> float:
+    """Unbiased MMD^2 estimate between samples ``x`` (m, d) and ``y`` (n, d), polynomial kernel.
+
+    ``(sum_{i!=j} k(x_i,x_j))/(m(m-1)) + (sum_{i!=j} k(y_i,y_j))/(n(n-1)) - 2 mean k(x_i,y_j)``.
+    """
+    m, n = x.shape[0], y.shape[0]
+    if m < 2 or n < 2:
+        raise ValueError("unbiased MMD needs at least 2 samples per set")
+    g = 1.0 / x.shape[1] if gamma is None else float(gamma)
+    kxx = _poly_kernel(x, x, g, coef0, degree)
+    kyy = _poly_kernel(y, y, g, coef0, degree)
+    kxy = _poly_kernel(x, y, g, coef0, degree)
+    sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    sxy = kxy.sum() / (m * n)
+    return float(sxx + syy - 2.0 * sxy)
+
+
+def kid(
+    features_a: Any,
+    features_b: Any,
+    *,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Kernel Inception Distance: ``(mean, std)`` of unbiased polynomial-kernel MMD^2 over subsets.
+
+    Subset size is ``min(subset_size, N_a, N_b)``; each subset draws indices without replacement
+    from ``numpy.random.default_rng(seed)`` (first from ``a``, then from ``b``).
+    """
+    a = as_float64(features_a, "features_a")
+    b = as_float64(features_b, "features_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"dimension mismatch: {a.shape[1]} vs {b.shape[1]}")
+    if num_subsets < 1:
+        raise ValueError("num_subsets must be >= 1")
+    m = min(int(subset_size), a.shape[0], b.shape[0])
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples in each set")
+    rng = np.random.default_rng(seed)
+    values = np.empty(num_subsets, dtype=np.float64)
+    for s in range(num_subsets):
+        xa = a[rng.choice(a.shape[0], m, replace=False)]
+        xb = b[rng.choice(b.shape[0], m, replace=False)]
+        values[s] = polynomial_mmd2_unbiased(xa, xb, degree=degree, gamma=gamma, coef0=coef0)
+    return float(values.mean()), float(values.std())
+
+
+def _sq_norms(x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, x)
+
+
+def _sq_dist_block(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    d = a @ b.T
+    d *= -2.0
+    d += a_sq[:, None]
+    d += b_sq[None, :]
+    np.maximum(d, 0.0, out=d)
+    return d
+
+
+def kth_nn_radii(x: Any, k: int = 3, *, chunk_size: int = _DEFAULT_CHUNK) -> np.ndarray:
+    """Squared distance from every row of ``x`` to its k-th nearest neighbour in ``x`` (self excluded).
+
+    Self is excluded by position: in each row's sorted distances the self-distance 0 sits at index
+    0, so the k-th neighbour is at index ``k`` (exact duplicates of a point still count as
+    neighbours at distance 0, as in the reference implementation).
+    """
+    x = as_float64(x)
+    n = x.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, N-1] = [1, {n - 1}], got {k}")
+    x_sq = _sq_norms(x)
+    radii = np.empty(n, dtype=np.float64)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        d = _sq_dist_block(x[start:stop], x_sq[start:stop], x, x_sq)
+        # Force the self-distance to exactly 0 (round-off in the expansion can leave ~1e-12).
+        d[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        radii[start:stop] = np.partition(d, k, axis=1)[:, k]
+    return radii
+
+
+def precision_recall(
+    features_real: Any,
+    features_fake: Any,
+    k: int = 3,
+    *,
+    chunk_size: int = _DEFAULT_CHUNK,
+) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii; ``(precision, recall)``."""
+    real = as_float64(features_real, "features_real")
+    fake = as_float64(features_fake, "features_fake")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"dimension mismatch: {real.shape[1]} vs {fake.shape[1]}")
+    r_real = kth_nn_radii(real, k, chunk_size=chunk_size)
+    r_fake = kth_nn_radii(fake, k, chunk_size=chunk_size)
+    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
+    fake_in_real = np.zeros(fake.shape[0], dtype=bool)  # precision numerator
+    real_in_fake = np.zeros(real.shape[0], dtype=bool)  # recall numerator
+    # One pass over the real x fake distance matrix, row-chunked over the real set, serves both.
+    for start in range(0, real.shape[0], chunk_size):
+        stop = min(start + chunk_size, real.shape[0])
+        d = _sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq)  # (chunk, n_fake)
+        fake_in_real |= (d <= r_real[start:stop, None]).any(axis=0)
+        real_in_fake[start:stop] = (d <= r_fake[None, :]).any(axis=1)
+    return float(fake_in_real.mean()), float(real_in_fake.mean())

@@ -1,0 +1,217 @@
+"""Feature extractors for FID/KID/precision-recall, behind a small registry.
+
+``get(name, **kw)`` returns an extractor with ``.id`` (name + architecture/version),
+``.weights_hash`` (short SHA-256 of its state dict), ``.dim`` and ``__call__(images_uint8)``:
+``(N, C, H, W)`` uint8 tensor -> ``(N, dim)`` float64 numpy array, batched, in eval mode under
+``torch.no_grad()`` on the extractor's device.
+
+Registered extractors:
+
+* ``inception`` -- the standard FID Inception-v3 (pool3, 2048-d), weights from a local file only.
+* ``domain`` -- a small CNN classifier trained on the dataset itself (penultimate layer, 128-d);
+  for 32x32 datasets such as MNIST/Fashion-MNIST where ImageNet features are a poor fit and
+  Inception weights may be unavailable offline. Train it with :func:`train_domain_classifier`
+  or, cached, :func:`load_or_train_domain`.
+
+Scores computed with different extractors (or different weights) are not comparable; record
+``extractor.meta`` with every result and use :func:`check_same_extractor` before comparing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .inception import FEATURE_DIM, build_fid_inception
+
+__all__ = [
+    "FeatureExtractor",
+    "InceptionExtractor",
+    "register",
+    "get",
+    "available",
+    "state_dict_hash",
+    "check_same_extractor",
+]
+
+# --------------------------------------------------------------------------------------------------
+# Common machinery
+# --------------------------------------------------------------------------------------------------
+
+
+def state_dict_hash(module_or_state: nn.Module | Mapping[str, torch.Tensor], length: int = 16) -> str:
+    """Short SHA-256 over a state dict: every key (sorted), its dtype, shape and raw bytes."""
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:length]
+
+
+def _as_uint8_nchw(images: Any) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor or numpy array, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 in [0, 255], got dtype {images.dtype}")
+    if images.ndim == 3:  # (N, H, W) greyscale
+        images = images.unsqueeze(1)
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    return images
+
+
+class FeatureExtractor:
+    """Base class: wraps a network, batches uint8 images through it, returns float64 numpy features.
+
+    Subclasses implement :meth:`preprocess` (uint8 batch on device -> float network input) and
+    :meth:`embed` (network input -> (B, dim) features).
+    """
+
+    name: str = "base"
+
+    def __init__(self, net: nn.Module, *, id: str, dim: int, batch_size: int, device: str | torch.device):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()  # inference runs under torch.no_grad()
+        self.id = id
+        self.dim = int(dim)
+        self.batch_size = int(batch_size)
+        self.weights_hash = state_dict_hash(self.net)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What a result must record to be comparable: ``{"id", "weights_hash", "dim"}``."""
+        return {"id": self.id, "weights_hash": self.weights_hash, "dim": self.dim}
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, images_uint8: Any) -> np.ndarray:
+        images = _as_uint8_nchw(images_uint8)
+        n = images.shape[0]
+        out = np.empty((n, self.dim), dtype=np.float64)
+        self.net.eval()
+        with torch.no_grad():
+            for start in range(0, n, self.batch_size):
+                batch = images[start : start + self.batch_size].to(self.device, non_blocking=True)
+                feats = self.embed(self.preprocess(batch))
+                out[start : start + feats.shape[0]] = feats.to("cpu", torch.float64).numpy()
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, weights_hash={self.weights_hash!r}, dim={self.dim})"
+
+
+_REGISTRY: dict[str, Callable[..., FeatureExtractor]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., FeatureExtractor]], Callable[..., FeatureExtractor]]:
+    """Decorator registering an extractor factory under ``name``."""
+
+    def deco(factory: Callable[..., FeatureExtractor]) -> Callable[..., FeatureExtractor]:
+        if name in _REGISTRY:
+            raise ValueError(f"feature extractor {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **kwargs: Any) -> FeatureExtractor:
+    """Build the extractor registered under ``name`` (see :func:`available`)."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown feature extractor {name!r}; available: {', '.join(available())}") from None
+    return factory(**kwargs)
+
+
+def _meta_fields(meta: Any) -> tuple[Any, Any]:
+    if isinstance(meta, Mapping):
+        ident = meta.get("id", meta.get("extractor_id"))
+        return ident, meta.get("weights_hash")
+    return getattr(meta, "id", None), getattr(meta, "weights_hash", None)
+
+
+def check_same_extractor(a_meta: Any, b_meta: Any) -> None:
+    """Raise ``ValueError`` unless both results used the same extractor id *and* weights.
+
+    Accepts extractor objects or dicts with ``id`` (or ``extractor_id``) and ``weights_hash``.
+    """
+    a_id, a_w = _meta_fields(a_meta)
+    b_id, b_w = _meta_fields(b_meta)
+    if a_id is None or b_id is None or a_w is None or b_w is None:
+        raise ValueError(
+            "cannot verify feature extractors: results must record 'id' and 'weights_hash' "
+            f"(got {a_id!r}/{a_w!r} and {b_id!r}/{b_w!r})"
+        )
+    if a_id != b_id or a_w != b_w:
+        raise ValueError(
+            "results were computed with different feature extractors and are not comparable: "
+            f"{a_id} (weights {a_w}) vs {b_id} (weights {b_w})"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Inception (standard FID)
+# --------------------------------------------------------------------------------------------------
+
+
+class InceptionExtractor(FeatureExtractor):
+    """FID Inception-v3 pool3 features (2048-d). Greyscale inputs are repeated to 3 channels."""
+
+    name = "inception"
+
+    def __init__(
+        self,
+        weights_path: str | os.PathLike | None = None,
+        *,
+        batch_size: int = 50,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        net, path = build_fid_inception(weights_path)
+        self.weights_path = path
+        super().__init__(
+            net,
+            id="inception-v3-fid/pt_inception-2015-12-05/pool3",
+            dim=FEATURE_DIM,
+            batch_size=batch_size,
+            device=device,
+        )
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] != 3:
+            raise ValueError(f"inception extractor needs 1 or 3 channels, got {x.shape[1]}")
+        return x.float() / 255.0  # [0, 1]; the network resizes to 299 and maps to [-1, 1]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@register("inception")
+def _make_inception(**kwargs: Any) -> InceptionExtractor:
+    return InceptionExtractor(**kwargs)
+
+
+# The domain extractor registers itself on import.
+from . import domain as _domain  # noqa: E402,F401
