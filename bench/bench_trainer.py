@@ -1,7 +1,8 @@
 """Trainer overhead: seconds per step of ``xaigan.train.Trainer`` vs a minimal hand-written PyTorch loop.
 
-Both train the paper's MLP GAN on the same real batches (Fashion-MNIST when installed, else random images),
-interleaved epoch by epoch in one process so machine noise hits both alike. The trainer's time includes
+Both train the same paper MLP GAN (the plain loop trains the trainer's own G, D and optimisers, so weights and
+arithmetic are identical) on the same real images (Fashion-MNIST when installed, else random), interleaved epoch by
+epoch in one process so machine noise hits both alike. The trainer's time includes
 everything it does per epoch: logging every step, the sample grid and the atomic checkpoint.
 
     python bench/bench_trainer.py [--rounds 4] [--images 12800] [--threads 2]
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaigan import config, data, models
+from xaigan import config, data
 from xaigan.train import Trainer
 
 
@@ -63,10 +64,6 @@ def main() -> None:
     subset = data.ImageData(full.images[: args.images], full.labels[: args.images], {"dataset": source})
     cfg = config.resolve({"epochs": args.rounds + 1, "progress": False, "tensorboard": False})
 
-    G, D = models.build("mlp")
-    betas = (0.5, 0.99)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=betas)
     floats = data.to_float(subset.images.clone())
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +77,8 @@ def main() -> None:
             if tr.epoch > 0:  # epoch 0 is warm-up for both
                 ours.append((time.perf_counter() - marks["t"]) / steps)
             t0 = time.perf_counter()
-            n = plain_epoch(G, D, opt_g, opt_d, floats, cfg["batch_size"], tr.epoch)
+            # The plain loop trains the trainer's own G, D and optimisers: same weights, same arithmetic.
+            n = plain_epoch(tr.G, tr.D, tr.opt_g, tr.opt_d, floats, cfg["batch_size"], tr.epoch)
             if tr.epoch > 0:
                 plain.append((time.perf_counter() - t0) / n)
             marks["t"] = time.perf_counter()

@@ -74,7 +74,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "split": ("all", "train", "test"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "xai_select": ("fake", "all"),
-    "xai_normalize": ("batch-minmax", "sample-minmax"),
+    "xai_normalize": ("batch-minmax", "selected-minmax", "sample-minmax"),
     "xai_target": ("prob", "logit"),
     "explain_mode": ("eval", "train"),
     "lime_segmentation": ("quickshift", "grid"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,50 @@ def seed_everything(seed: int) -> None:
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Write atomically (temp file, fsync, rename)."""
     save_torch(payload, path)
+
+
+def snapshot(obj: Any) -> Any:
+    """A deep copy of the tensors in a nested state (so training can go on while it is written)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+class AsyncWriter:
+    """Writes checkpoints on a background thread, one at a time; ``wait()`` blocks until the last is on disk.
+
+    The payload is snapshotted before ``submit`` returns, so the file holds the state at that moment. Serialising
+    and fsync-ing a 50 MB checkpoint takes ~0.2 s on 2 cores; off the training thread it mostly overlaps training.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, path: Path, payload: dict[str, Any]) -> None:
+        self.wait()
+        state = snapshot(payload)
+
+        def run() -> None:
+            try:
+                save(path, state)
+            except BaseException as exc:  # re-raised on the training thread by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="xaigan-checkpoint", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -140,6 +140,7 @@ class Trainer:
         self.callbacks: list[Callable[[Trainer], None]] = []  # called at each epoch end (evaluation, ...)
         self.extra: dict[str, Any] = {}  # small numbers callbacks keep across resumes (best FID, ...)
         self._logger: RunLogger | None = None
+        self._writer = checkpoint.AsyncWriter()
         if not _resuming:
             config_mod.dump(self.cfg, self.run_dir / "config.yaml")
             atomic_write_text(self.run_dir / "data.json", json.dumps(self.data.meta, indent=2))
@@ -210,9 +211,12 @@ class Trainer:
         records = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= self.step]
         atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
-    def save_checkpoint(self, name: str = "last.pt") -> Path:
+    def save_checkpoint(self, name: str = "last.pt", wait: bool = True) -> Path:
+        """Write ``checkpoints/NAME`` atomically; with ``wait=False`` it is written in the background."""
         path = self.run_dir / "checkpoints" / name
-        checkpoint.save(path, self.state())
+        self._writer.submit(path, self.state())
+        if wait:
+            self._writer.wait()
         return path
 
     # -- training ---------------------------------------------------------------------------------------------
@@ -279,6 +283,7 @@ class Trainer:
             bar.close()
             logger.close()
             self._logger = None
+            self._writer.wait()
         if interrupted:
             self.save_checkpoint()
             return {"interrupted": True, "step": self.step, "epoch": self.epoch}
@@ -304,7 +309,7 @@ class Trainer:
         self.epoch += 1
         self.position = 0
         if self.epoch % self.cfg["checkpoint_every"] == 0 or self.epoch == self.cfg["epochs"]:
-            self.save_checkpoint()
+            self.save_checkpoint(wait=False)  # fit() waits for it before returning
 
     def _finish(self) -> dict[str, Any]:
         records = [r for r in read_metrics(self.run_dir) if "d_loss" in r]

@@ -1,0 +1,225 @@
+"""Batched explainers equal captum's per-sample results, and explaining leaves D untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import DeepLift, DeepLiftShap, InputXGradient, IntegratedGradients, Saliency
+from torch import nn
+
+from tests.helpers_models import ResidualD, conv_bn_d, convtranspose_d, mlp_d
+from xaigan import explain
+from xaigan.explain._base import ExplainedModel, protected
+from xaigan.explain.deeplift import fast_plan
+from xaigan.explain.gradients import smoothgrad_noise
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def _batch(n=5, c=1, size=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, c, size, size, generator=g, dtype=torch.float64) * 2 - 1
+
+
+def _models():
+    return {"mlp": mlp_d(), "convbn": conv_bn_d(), "residual": ResidualD()}
+
+
+def _per_sample(D, x, fn, target="prob"):
+    """The original's loop: one captum call per sample, D in eval mode."""
+    model = ExplainedModel(D, target=target)
+    with protected(model, "eval"):
+        return torch.cat([fn(model, x[i : i + 1]).detach() for i in range(x.shape[0])])
+
+
+CAPTUM = {
+    "saliency": (lambda m, xi: Saliency(m).attribute(xi, target=0), {}),
+    "input-x-gradient": (lambda m, xi: InputXGradient(m).attribute(xi, target=0), {}),
+    "integrated-gradients": (
+        lambda m, xi: IntegratedGradients(m).attribute(xi, torch.zeros_like(xi), target=0, n_steps=16),
+        {"n_steps": 16},
+    ),
+    "deeplift": (lambda m, xi: DeepLift(m).attribute(xi, torch.zeros_like(xi), target=0), {}),
+}
+
+
+def test_available_lists_all_methods():
+    assert set(explain.available()) >= {
+        "saliency",
+        "integrated-gradients",
+        "input-x-gradient",
+        "smoothgrad",
+        "deeplift",
+        "deeplift-shap",
+        "lime",
+    }
+    with pytest.raises(KeyError):
+        explain.explain("nope", mlp_d(), _batch())
+
+
+@pytest.mark.parametrize("method", sorted(CAPTUM))
+@pytest.mark.parametrize("model", ["mlp", "convbn", "residual"])
+@pytest.mark.parametrize("target", ["prob", "logit"])
+def test_batched_equals_captum_per_sample(method, model, target):
+    D = _models()[model]
+    x = _batch()
+    fn, kwargs = CAPTUM[method]
+    ours = explain.explain(method, D, x, target=target, **kwargs)
+    assert ours.shape == x.shape
+    torch.testing.assert_close(ours, _per_sample(D, x, fn, target), **TOL)
+
+
+def test_internal_batch_size_chunks_give_the_same_maps():
+    D, x = mlp_d(), _batch(7)
+    for method in ("saliency", "input-x-gradient", "integrated-gradients", "deeplift"):
+        full = explain.explain(method, D, x)
+        torch.testing.assert_close(explain.explain(method, D, x, internal_batch_size=3), full, **TOL)
+
+
+def test_smoothgrad_is_mean_saliency_over_the_same_noise():
+    D, x = mlp_d(), _batch(3)
+    ours = explain.explain("smoothgrad", D, x, nt_samples=4, stdevs=0.3, generator=torch.Generator().manual_seed(5))
+    noisy = smoothgrad_noise(x, 4, 0.3, torch.Generator().manual_seed(5))
+    ref = _per_sample(D, noisy, lambda m, xi: Saliency(m).attribute(xi, target=0)).view(3, 4, *x.shape[1:]).mean(1)
+    torch.testing.assert_close(ours, ref, **TOL)
+    state = torch.random.get_rng_state()
+    explain.explain("smoothgrad", D, x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(state, torch.random.get_rng_state()), "a generator must keep the global RNG untouched"
+
+
+@pytest.mark.parametrize("model", ["mlp", "convbn", "convtranspose", "residual"])
+def test_deeplift_shap_equals_captum_per_sample(model):
+    D = convtranspose_d() if model == "convtranspose" else _models()[model]
+    x, refs = _batch(4, seed=2), _batch(6, seed=3)
+    x[1] = refs[2]  # identical pair: every delta is 0, DeepLIFT falls back to the gradient there
+    ours = explain.explain("deeplift-shap", D, x, baselines=refs)
+    ref = _per_sample(D, x, lambda m, xi: DeepLiftShap(m).attribute(xi, refs, target=0))
+    torch.testing.assert_close(ours, ref, **TOL)
+    model_ = ExplainedModel(D)
+    with protected(model_):
+        assert (fast_plan(model_) is None) == (model == "residual"), "fast path coverage changed"
+
+
+def test_deeplift_shap_chunking_and_single_reference():
+    D, x, refs = mlp_d(), _batch(5), _batch(3, seed=9)
+    full = explain.explain("deeplift-shap", D, x, baselines=refs)
+    torch.testing.assert_close(explain.explain("deeplift-shap", D, x, baselines=refs, internal_batch_size=4), full)
+    one = explain.explain("deeplift-shap", D, x, baselines=refs[:1])
+    torch.testing.assert_close(one, explain.explain("deeplift", D, x, baselines=refs[:1]), **TOL)
+    with pytest.raises(ValueError):
+        explain.explain("deeplift-shap", D, x)
+
+
+def test_deeplift_shap_float32_paper_mlp_close_to_captum():
+    torch.manual_seed(0)
+    D = mlp_d(1, 32, (1296, 512, 256), dtype=torch.float32)
+    x, refs = torch.rand(3, 1, 32, 32) * 2 - 1, torch.rand(8, 1, 32, 32) * 2 - 1
+    ours = explain.explain("deeplift-shap", D, x, baselines=refs)
+    captum = explain.explain("deeplift-shap", D, x, baselines=refs, use_captum=True)
+    torch.testing.assert_close(ours, captum, atol=1e-6, rtol=1e-4)
+
+
+def test_integrated_gradients_fast_path_float32_close_to_captum():
+    torch.manual_seed(0)
+    D = mlp_d(1, 32, (1296, 512, 256), dtype=torch.float32)
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    for method in ("gausslegendre", "riemann_trapezoid"):
+        ours = explain.explain("integrated-gradients", D, x, n_steps=8, method=method, internal_batch_size=20)
+        captum = explain.explain("integrated-gradients", D, x, n_steps=8, method=method, use_captum=True)
+        torch.testing.assert_close(ours, captum, atol=1e-6, rtol=1e-4)
+
+
+def test_prob_target_is_chain_rule_of_logit_target():
+    D, x = mlp_d(), _batch()
+    logit_sal = explain.explain("saliency", D, x, target="logit", abs=False)
+    prob_sal = explain.explain("saliency", D, x, abs=False)
+    D.eval()
+    p = torch.sigmoid(D(x)).detach().view(-1, 1, 1, 1)
+    torch.testing.assert_close(prob_sal, p * (1 - p) * logit_sal)
+
+
+def test_transform_explains_d_of_t_at_the_untransformed_image():
+    D, x = mlp_d(), _batch()
+    flipped = explain.explain("saliency", D, x, transform=lambda t: t.flip(-1))
+    torch.testing.assert_close(flipped, explain.explain("saliency", D, x.flip(-1)).flip(-1))
+
+    class Flip(nn.Module):
+        def forward(self, t):
+            return t.flip(-1)
+
+    refs = _batch(3, seed=4)
+    dls = explain.explain("deeplift-shap", D, x, baselines=refs, transform=Flip())  # not a chain: captum path
+    torch.testing.assert_close(dls, explain.explain("deeplift-shap", D, x.flip(-1), baselines=refs.flip(-1)).flip(-1))
+
+
+ALL_KWARGS = {
+    "deeplift-shap": {"baselines": _batch(3, seed=7)},
+    "lime": {"segmentation": "grid", "n_samples": 20, "generator": torch.Generator().manual_seed(0)},
+    "smoothgrad": {"nt_samples": 3, "generator": torch.Generator().manual_seed(0)},
+    "integrated-gradients": {"n_steps": 4},
+}
+
+
+def _snapshot(D):
+    return (
+        {k: v.detach().clone() for k, v in D.state_dict().items()},
+        {n: (p.grad, None if p.grad is None else p.grad.clone(), p.requires_grad) for n, p in D.named_parameters()},
+        {n: m.training for n, m in D.named_modules()},
+    )
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("method", sorted(explain.REGISTRY))
+def test_explaining_leaves_d_untouched(method, mode):
+    D = conv_bn_d()
+    D.train()
+    D.features[2].eval()  # a mixed state must come back exactly as it was
+    for i, p in enumerate(D.parameters()):
+        if i % 2 == 0:
+            p.grad = torch.full_like(p, 0.5)
+    before = _snapshot(D)
+    maps = explain.explain(method, D, _batch(4), mode=mode, **ALL_KWARGS.get(method, {}))
+    assert maps.shape == (4, 1, 8, 8) and torch.isfinite(maps).all()
+    after = _snapshot(D)
+    for key, value in before[0].items():
+        assert torch.equal(value, after[0][key]), f"{key} changed"
+    for name, (grad, copy, req) in before[1].items():
+        grad2, copy2, req2 = after[1][name]
+        assert grad2 is grad and req2 == req
+        assert (copy is None and copy2 is None) or torch.equal(copy, copy2)
+    assert before[2] == after[2]
+
+
+@pytest.mark.parametrize(
+    "method", ["saliency", "input-x-gradient", "integrated-gradients", "deeplift", "deeplift-shap"]
+)
+def test_deterministic_methods_draw_no_random_numbers(method):
+    D = mlp_d()
+    D.train()
+    state = torch.random.get_rng_state()
+    explain.explain(method, D, _batch(), **ALL_KWARGS.get(method, {}))
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_train_mode_uses_dropout():
+    D, x = mlp_d(), _batch()
+    torch.manual_seed(0)
+    a = explain.explain("saliency", D, x, mode="train")
+    b = explain.explain("saliency", D, x, mode="train")
+    assert not torch.equal(a, b), "dropout should be on in train mode"
+    assert torch.equal(explain.explain("saliency", D, x), explain.explain("saliency", D, x))
+
+
+def test_float32_paper_models_run_through_every_explainer():
+    from xaigan.models import build
+
+    _, D = build("dcgan", channels=3, image_size=16)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    for method in explain.available():
+        kwargs = dict(ALL_KWARGS.get(method, {}))
+        if method == "deeplift-shap":
+            kwargs["baselines"] = torch.rand(2, 3, 16, 16) * 2 - 1
+        maps = explain.explain(method, D, x, **kwargs)
+        assert maps.shape == x.shape and maps.dtype == x.dtype and torch.isfinite(maps).all()
