@@ -136,6 +136,9 @@ def cmd_data(args: argparse.Namespace) -> int:
                 print(f"{name:15s} not available offline ({spec.description})")
                 continue
             raise CLIError(str(exc)) from exc
+        if args.action == "fetch" and found.source == "offline-subset":
+            tried = "; ".join(found.tried)
+            raise CLIError(f"could not fetch {name}; only the offline subset is available. Tried: {tried}")
         where = f"{found.source}: {found.location}"
         print(f"{name:15s} {where}" + (f"  [{found.note}]" if found.note else ""))
         if args.action == "verify":
