@@ -25,8 +25,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     ext = result["extractor"]
     acc = f", acc {ext['accuracy']:.3f}" if "accuracy" in ext else ""
-    print("| run | FID | KID x1e3 | precision | recall | n | features |")
-    kid = f"{1e3 * result['kid_mean']:.3f} ± {1e3 * result['kid_std']:.3f}"
+    print("| run | FID | KID | precision | recall | n | features |")
+    kid = f"{result['kid_mean']:.4g} ± {result['kid_std']:.4g}"
     print(
         f"| {Path(args.run).name} | {result['fid']:.3f} | {kid} | {result['precision']:.3f} | {result['recall']:.3f}"
         f" | {result['n']} | {ext['id']}{acc} |"
@@ -98,12 +98,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     md, page = build_report(out)
     data_note = records[0]["summary"]["data"].get("note") or f"{DEMO_DATASET}, full"
     print(f"\ndata: {data_note}")
-    print("| mode | FID | KID x1e3 | precision | recall | s/step |")
+    print("| mode | FID | KID | precision | recall | s/step |")
     print("|---|---|---|---|---|---|")
     for cell in ("normal", "saliency"):
         r = rows[cell]
         print(
-            f"| {cell} | {r['fid_mean']:.2f} | {1e3 * r['kid_mean']:.2f} | {r['precision']:.3f} | {r['recall']:.3f}"
+            f"| {cell} | {r['fid_mean']:.2f} | {r['kid_mean']:.4g} | {r['precision']:.3f} | {r['recall']:.3f}"
             f" | {r['sec_per_step']:.3f} |"
         )
     change = rows["saliency"].get("fid_change_pct")

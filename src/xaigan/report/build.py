@@ -28,7 +28,7 @@ COLUMNS = (
     "95% CI",
     "ΔFID vs base",
     "paired t-test",
-    "KID×1e3",
+    "KID",
     "prec.",
     "recall",
     "step time",
@@ -38,6 +38,11 @@ COLUMNS = (
 
 def _fmt(value: float, digits: int = 2) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _sig(value: float) -> str:
+    """Four significant digits: KID's scale depends on the extractor (~1e-2 Inception, ~1e1 domain features)."""
+    return "–" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -63,7 +68,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
                 f"± {_fmt(r['fid_ci95'])}",
                 change,
                 test,
-                f"{_fmt(1e3 * r['kid_mean'])} ± {_fmt(1e3 * r['kid_std'])}",
+                f"{_sig(r['kid_mean'])} ± {_sig(r['kid_std'])}",
                 _fmt(r["precision"], 3),
                 _fmt(r["recall"], 3),
                 ratio,
