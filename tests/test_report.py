@@ -131,3 +131,14 @@ def test_report_renders_in_headless_chromium(tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 10  # not a blank page
     assert (pixels < 128).mean() > 0.005  # some dark content (text, lines, images)
+
+
+def test_report_refuses_mixed_extractors(tmp_path):
+    out = fake_grid_output(tmp_path / "grid")
+    path = out / "lime" / "seed_1" / "eval.json"
+    result = json.loads(path.read_text())
+    result["extractor"]["weights_hash"] = "other"
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="different feature extractors"):
+        build_report(out)
+    assert not (out / "report.md").exists()

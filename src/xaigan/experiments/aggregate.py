@@ -39,7 +39,12 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
 
 
 def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell, in the grid's order."""
+    """One row per cell, in the grid's order. Refuses runs scored with different feature extractors."""
+    from xaigan.metrics import check_same_extractor
+
+    scored = [r for r in records if r["eval"]]
+    for record in scored[1:]:
+        check_same_extractor(scored[0]["eval"]["extractor"], record["eval"]["extractor"])
     by_cell: dict[str, list[dict[str, Any]]] = {cell: [] for cell in grid.cells}
     for record in records:
         if record["eval"]:
