@@ -52,7 +52,7 @@ def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
     cfg, tmp_path = trained
     Trainer(cfg, tmp_path / "plain").fit()
     evaluated = cli.build_trainer({**cfg, "eval_every": 1}, tmp_path / "eval")
-    cli._attach_evaluation(evaluated)
+    cli.attach_evaluation(evaluated)
     evaluated.fit()
     a = load_torch(tmp_path / "plain" / "checkpoints" / "last.pt")["G"]
     b = load_torch(tmp_path / "eval" / "checkpoints" / "last.pt")["G"]

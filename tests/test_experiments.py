@@ -103,6 +103,12 @@ def test_reproduce_skips_finished_and_resumes_partial(tmp_path):
     base = np.mean([r["eval"]["fid"] for r in records if r["cell"] == "normal"])
     assert rows["saliency"]["fid_change_pct"] == pytest.approx(100 * (np.mean(fids) - base) / base)
     assert rows["saliency"]["paired"]["n_pairs"] == 2 and rows["saliency"]["original"]["fid"] == 1.5
+
+    def n_fid(run_dir):
+        return sum('"fid"' in x for x in (run_dir / "metrics.jsonl").read_text().splitlines())
+
+    assert n_fid(out / "normal" / "seed_0") == 2  # eval_every 1: FID after each of the 2 epochs
+    assert n_fid(spec.run_dir) == 1  # interrupted outside the grid in epoch 1: only epoch 1 ran under the grid
     report = (out / "report.md").read_text()
     assert report.count("\n| ") == 1 + 4  # header + one row per cell
     assert "saliency" in report and (out / "report.html").is_file()

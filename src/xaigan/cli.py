@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         run_dir = Path(args.out) if args.out else Path("runs") / default_run_name(cfg)
         trainer = build_trainer(cfg, run_dir, overwrite=args.overwrite)
-    _attach_evaluation(trainer)
+    attach_evaluation(trainer)
     summary = trainer.fit()
     if summary.get("interrupted"):
         print(f"interrupted at step {summary['step']}; continue with: xaigan train --resume {run_dir}")
@@ -109,7 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attach_evaluation(trainer: Any) -> None:
+def attach_evaluation(trainer: Any) -> None:
+    """Score the generator every ``eval_every`` epochs (FID-vs-epoch, best.pt) when the config asks for it."""
     if trainer.cfg.get("eval_every", 0) > 0:
         try:
             from xaigan.evaluate import attach

@@ -53,7 +53,7 @@ def run_grid(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run."""
-    from xaigan.cli import build_trainer
+    from xaigan.cli import attach_evaluation, build_trainer
     from xaigan.evaluate import Evaluator, evaluate_run
 
     out = Path(out)
@@ -74,6 +74,7 @@ def run_grid(
         spec.cfg["progress"] = progress
         if state in ("new", "partial"):
             trainer = build_trainer(spec.cfg, spec.run_dir, resume=state == "partial")
+            attach_evaluation(trainer)
             summary = trainer.fit()
             if summary.get("interrupted"):
                 raise KeyboardInterrupt
