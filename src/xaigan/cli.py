@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -155,8 +154,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from xaigan import models
-    from xaigan.io import load_torch, save_image_grid
+    from xaigan.evaluate import load_generator
+    from xaigan.io import save_image_grid
 
     run_dir = Path(args.run)
     ckpt = run_dir / "checkpoints" / args.checkpoint
@@ -165,10 +164,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise CLIError(f"{out} exists; pass --force to replace it")
-    cfg = config_mod.load_yaml(run_dir / "config.yaml")
-    shape = json.loads((run_dir / "data.json").read_text())["image_shape"]
-    G, _ = models.build(cfg["model"], shape[0], shape[1], cfg.get("noise_dim", 100))
-    G.load_state_dict(load_torch(ckpt)["G"])
+    G, _ = load_generator(run_dir, args.checkpoint)
     G.eval()
     z = torch.randn(args.n, G.noise_dim, generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
