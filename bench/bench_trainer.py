@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaigan import config, data
+from xaigan import config, data, models
 from xaigan.train import Trainer
 
 
@@ -67,7 +67,8 @@ def main() -> None:
     floats = data.to_float(subset.images.clone())
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", dataset=subset)
+        G, D = models.build(cfg.model, subset.channels, subset.image_size, cfg.noise_dim)
+        trainer = Trainer(G, D, subset, cfg, Path(tmp) / "run")
         ours: list[float] = []
         plain: list[float] = []
         steps = len(trainer.loader)
@@ -78,7 +79,7 @@ def main() -> None:
                 ours.append((time.perf_counter() - marks["t"]) / steps)
             t0 = time.perf_counter()
             # The plain loop trains the trainer's own G, D and optimisers: same weights, same arithmetic.
-            n = plain_epoch(tr.G, tr.D, tr.opt_g, tr.opt_d, floats, cfg["batch_size"], tr.epoch)
+            n = plain_epoch(tr.G, tr.D, tr.opt_g, tr.opt_d, floats, cfg.batch_size, tr.epoch)
             if tr.epoch > 0:
                 plain.append((time.perf_counter() - t0) / n)
             marks["t"] = time.perf_counter()

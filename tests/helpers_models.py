@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -15,6 +17,17 @@ def mlp_d(channels: int = 1, size: int = 8, hidden: tuple[int, ...] = (16, 8), s
         layers += [nn.Linear(a, b), nn.LeakyReLU(0.2), nn.Dropout(0.3)]
     layers.append(nn.Linear(widths[-1], 1))
     return nn.Sequential(*layers).to(dtype)
+
+
+def mlp_prob_d(channels: int = 1, size: int = 8, hidden: tuple[int, ...] = (16, 8), seed: int = 0, dtype=torch.float64):
+    """The paper's D as published, in miniature: :func:`mlp_d` followed by ``nn.Sigmoid`` (returns probabilities)."""
+    return nn.Sequential(*mlp_d(channels, size, hidden, seed, dtype), nn.Sigmoid())
+
+
+def logit_twin(d: nn.Sequential) -> nn.Sequential:
+    """The same D without its final ``nn.Sigmoid``: a copy with the same weights that returns logits."""
+    assert isinstance(d[-1], nn.Sigmoid)
+    return copy.deepcopy(nn.Sequential(*list(d)[:-1]))
 
 
 class ConvBND(nn.Module):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from xaigan import augment
-from xaigan.config import ConfigError
+from xaigan.config import ConfigError, resolve
 
 
 def _shift_reference(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -87,5 +87,7 @@ def test_translation_gradient_counts_kept_pixels():
 
 
 def test_unknown_op_is_rejected():
-    with pytest.raises(ConfigError, match="unknown op 'flip'"):
+    with pytest.raises(ValueError, match="unknown op 'flip'"):
         augment.DiffAugment("translation,flip")
+    with pytest.raises(ConfigError, match="diffaugment: unknown op 'flip'"):
+        resolve({"diffaugment": "translation,flip"})

@@ -7,7 +7,7 @@ from xaigan import config as cfg_mod
 
 def test_defaults_validate():
     cfg = cfg_mod.resolve()
-    assert cfg["batch_size"] == 128 and cfg["lr_g"] == 2e-4 and cfg["label_real"] == 0.9 and cfg["xai"] == "none"
+    assert cfg.batch_size == 128 and cfg.lr_g == 2e-4 and cfg.label_real == 0.9 and cfg.xai == "none"
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_layers_and_set_parsing(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"fraction": 0.35, "epochs": 3}))
     cfg = cfg_mod.resolve(cfg_mod.load_yaml(path), cfg_mod.parse_assignments(["epochs=5", "data-dir=/x", "lr_d=1e-3"]))
-    assert cfg["fraction"] == 0.35 and cfg["epochs"] == 5 and cfg["data_dir"] == "/x" and cfg["lr_d"] == 1e-3
+    assert cfg.fraction == 0.35 and cfg.epochs == 5 and cfg.data_dir == "/x" and cfg.lr_d == 1e-3
     with pytest.raises(cfg_mod.ConfigError, match="key=value"):
         cfg_mod.parse_assignments(["epochs"])
 

@@ -92,6 +92,9 @@ def _spec(tmp_path, system=(), mirrors=("http://127.0.0.1:9/",), offline=None, f
 
 def test_source_order(tmp_path):
     spec, _ = _spec(tmp_path, system=[tmp_path / "system"])
+    with pytest.raises(data.DataUnavailableError, match=f"--data-dir {tmp_path / 'missing'} does not exist"):
+        data.resolve(spec, tmp_path / "missing")  # a folder that is not there is an error, not a fallback
+    (tmp_path / "nowhere").mkdir()
     with pytest.raises(data.DataUnavailableError) as err:
         data.resolve(spec, tmp_path / "nowhere")
     message = str(err.value)

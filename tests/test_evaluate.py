@@ -8,8 +8,9 @@ from tests.conftest import needs_fashion, write_image_folder
 from xaigan import cli, data, metrics
 from xaigan import config as cfg_mod
 from xaigan.evaluate import Evaluator, evaluate_run, generate_uint8
+from xaigan.experiments import prepare_run
 from xaigan.io import load_torch
-from xaigan.train import Trainer
+from xaigan.train import from_config
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_generated_images_are_seeded_and_quantised_like_saved_pngs():
 
 def test_evaluate_run_and_cached_reference(trained, capsys):
     cfg, tmp_path = trained
-    Trainer(cfg, tmp_path / "run").fit()
+    from_config(cfg, tmp_path / "run").fit()
     assert cli.main(["evaluate", str(tmp_path / "run"), "--n", "200"]) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
@@ -41,7 +42,7 @@ def test_evaluate_run_and_cached_reference(trained, capsys):
     assert result["extractor"]["id"].startswith("domain-") and len(result["extractor"]["weights_hash"]) == 16
     assert 0 <= result["precision"] <= 1 and result["reference"]["n"] == 120
     # Independent check of the FID from the same features.
-    ev = Evaluator(cfg["dataset"])
+    ev = Evaluator(cfg.dataset)
     assert ev.real["cached"] is True  # the second evaluator reuses the cached real statistics
     G = evaluate_run.__globals__["load_generator"](tmp_path / "run")[0]
     feats = ev.extractor(generate_uint8(G, 200, 100, seed=0))
@@ -50,9 +51,8 @@ def test_evaluate_run_and_cached_reference(trained, capsys):
 
 def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
     cfg, tmp_path = trained
-    Trainer(cfg, tmp_path / "plain").fit()
-    evaluated = cli.build_trainer({**cfg, "eval_every": 1}, tmp_path / "eval")
-    cli.attach_evaluation(evaluated)
+    from_config(cfg, tmp_path / "plain").fit()
+    evaluated = prepare_run(cfg.replace(eval_every=1), tmp_path / "eval")
     evaluated.fit()
     a = load_torch(tmp_path / "plain" / "checkpoints" / "last.pt")["G"]
     b = load_torch(tmp_path / "eval" / "checkpoints" / "last.pt")["G"]
@@ -68,7 +68,7 @@ def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
 def test_inception_without_weights_is_one_clear_error(trained, capsys, monkeypatch):
     cfg, tmp_path = trained
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    Trainer(cfg, tmp_path / "run").fit(stop_at_step=1)
+    from_config(cfg, tmp_path / "run").fit(stop_at_step=1)
     code = cli.main(["evaluate", str(tmp_path / "run"), "--features", "inception", "--n", "10"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") >= 1 and "pt_inception-2015-12-05" in err

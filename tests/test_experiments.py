@@ -9,8 +9,9 @@ from scipy import stats
 from tests.conftest import write_image_folder
 from xaigan import cli
 from xaigan.config import ConfigError
-from xaigan.experiments import aggregate, collect, load_grid, mean_ci, paired_test, run_state
-from xaigan.train import Trainer
+from xaigan.experiments import aggregate, collect, load_grid, mean_ci, paired_test
+from xaigan.rundir import RunDir
+from xaigan.train import from_config
 
 
 def test_mean_ci_matches_t_interval():
@@ -63,7 +64,7 @@ def test_grid_baselines_and_validation(tmp_path):
         ("normal+da", 0),
         ("saliency+da", 0),
     ]
-    assert runs[0].cfg["epochs"] == 2 and runs[0].cfg["seed"] == 0 and runs[5].cfg["seed"] == 1
+    assert runs[0].cfg.epochs == 2 and runs[0].cfg.seed == 0 and runs[5].cfg.seed == 1
     with pytest.raises(ConfigError, match="budget must be one of quick, paper"):
         grid.cell_config("normal", "huge", 0)
     with pytest.raises(ConfigError, match="fraction must be in"):
@@ -76,7 +77,7 @@ def test_grid_baselines_and_validation(tmp_path):
 def test_paper_grids_load(path):
     grid = load_grid(f"configs/paper/{path}.yaml")
     assert {"quick", "paper"} <= set(grid.budgets)
-    xais = {grid.cell_config(c, "paper", 0)["xai"] for c in grid.cells}
+    xais = {grid.cell_config(c, "paper", 0).xai for c in grid.cells}
     assert {"none", "saliency", "deeplift-shap", "lime"} <= xais
 
 
@@ -87,10 +88,10 @@ def test_reproduce_skips_finished_and_resumes_partial(tmp_path):
     out = tmp_path / "out"
     # An interrupted run of one cell, as a killed grid would leave it.
     spec = grid.runs(out, "quick", [0])[1]
-    Trainer(spec.cfg, spec.run_dir).fit(stop_at_step=4)
-    assert run_state(spec) == "partial"
+    from_config(spec.cfg, spec.run_dir).fit(stop_at_step=4)
+    assert RunDir(spec.run_dir).state() == "partial"
     assert cli.main(["reproduce", str(path), "--seeds", "1", "--out", str(out), "--quiet"]) == 0
-    assert all(run_state(s) == "done" for s in grid.runs(out, "quick", [0]))
+    assert all(RunDir(s.run_dir).state() == "done" for s in grid.runs(out, "quick", [0]))
     resumed = json.loads((spec.run_dir / "summary.json").read_text())
     assert resumed["steps"] == 2 * 3 and resumed["epochs"] == 2
     stamp = (out / "normal" / "seed_0" / "eval.json").stat().st_mtime_ns

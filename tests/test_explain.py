@@ -59,9 +59,51 @@ def test_available_lists_all_methods():
         explain.explain("nope", mlp_d(), _batch())
 
 
+def test_registry_declares_each_explainers_settings():
+    assert explain.available() == sorted(explain.available())
+    assert explain.get("saliency") is explain.saliency and explain.info("lime").fn is explain.lime
+    assert dict(explain.info("integrated-gradients").options) == {"n_steps": "xai_steps"}
+    assert dict(explain.info("lime").options) == {"n_samples": "lime_samples", "segmentation": "lime_segmentation"}
+    assert explain.info("deeplift-shap").references == ("baselines", "xai_baselines")
+    for name in explain.available():
+        entry = explain.info(name)
+        assert entry.name == name and entry.summary
+        if name not in ("integrated-gradients", "lime", "deeplift-shap"):
+            assert not entry.options and entry.references is None
+    settings = {"xai_steps": 7, "lime_samples": 30, "lime_segmentation": "grid", "xai_baselines": 3}
+    assert explain.info("integrated-gradients").kwargs(settings) == {"n_steps": 7}
+    assert explain.info("lime").kwargs(settings) == {"n_samples": 30, "segmentation": "grid"}
+    assert explain.info("saliency").kwargs(settings) == {}
+    asked = []
+    refs = explain.info("deeplift-shap").kwargs(settings, lambda k: asked.append(k) or torch.zeros(k, 1, 8, 8))
+    assert asked == [3] and refs["baselines"].shape == (3, 1, 8, 8) and set(refs) == {"baselines"}
+    with pytest.raises(ValueError, match="reference"):
+        explain.info("deeplift-shap").kwargs(settings)
+    with pytest.raises(KeyError, match="xai_steps"):
+        explain.info("integrated-gradients").kwargs({})
+
+
+def test_register_rejects_duplicates_and_unknown_names_list_the_available_ones():
+    with pytest.raises(ValueError, match="already registered"):
+        explain.register("saliency", explain.saliency)
+    assert explain.get("saliency") is explain.saliency
+    with pytest.raises(KeyError) as err:
+        explain.info("nope")
+    assert all(name in str(err.value) for name in explain.available())
+    try:
+        entry = explain.register("double-saliency", lambda m, x: 2 * explain.saliency(m, x), summary="test only",
+                                 options={"scale": "xai_scale"})  # fmt: skip
+        assert entry.options == {"scale": "xai_scale"} and explain.info("double-saliency") is entry
+        D, x = mlp_d(), _batch()
+        torch.testing.assert_close(explain.explain("double-saliency", D, x), 2 * explain.explain("saliency", D, x))
+    finally:
+        explain.REGISTRY.unregister("double-saliency")
+    assert "double-saliency" not in explain.available()
+
+
 @pytest.mark.parametrize("method", sorted(CAPTUM))
 @pytest.mark.parametrize("model", ["mlp", "convbn", "residual"])
-@pytest.mark.parametrize("target", ["prob", "logit"])
+@pytest.mark.parametrize("target", ["output", "prob", "logit"])
 def test_batched_equals_captum_per_sample(method, model, target):
     D = _models()[model]
     x = _batch()
@@ -80,7 +122,9 @@ def test_internal_batch_size_chunks_give_the_same_maps():
 
 def test_smoothgrad_is_mean_saliency_over_the_same_noise():
     D, x = mlp_d(), _batch(3)
-    ours = explain.explain("smoothgrad", D, x, nt_samples=4, stdevs=0.3, generator=torch.Generator().manual_seed(5))
+    ours = explain.explain(
+        "smoothgrad", D, x, target="prob", nt_samples=4, stdevs=0.3, generator=torch.Generator().manual_seed(5)
+    )
     noisy = smoothgrad_noise(x, 4, 0.3, torch.Generator().manual_seed(5))
     ref = _per_sample(D, noisy, lambda m, xi: Saliency(m).attribute(xi, target=0)).view(3, 4, *x.shape[1:]).mean(1)
     torch.testing.assert_close(ours, ref, **TOL)
@@ -94,10 +138,10 @@ def test_deeplift_shap_equals_captum_per_sample(model):
     D = convtranspose_d() if model == "convtranspose" else _models()[model]
     x, refs = _batch(4, seed=2), _batch(6, seed=3)
     x[1] = refs[2]  # identical pair: every delta is 0, DeepLIFT falls back to the gradient there
-    ours = explain.explain("deeplift-shap", D, x, baselines=refs)
+    ours = explain.explain("deeplift-shap", D, x, target="prob", baselines=refs)
     ref = _per_sample(D, x, lambda m, xi: DeepLiftShap(m).attribute(xi, refs, target=0))
     torch.testing.assert_close(ours, ref, **TOL)
-    model_ = ExplainedModel(D)
+    model_ = ExplainedModel(D, target="prob")
     with protected(model_):
         assert (fast_plan(model_) is None) == (model == "residual"), "fast path coverage changed"
 
@@ -134,7 +178,7 @@ def test_integrated_gradients_fast_path_float32_close_to_captum():
 def test_prob_target_is_chain_rule_of_logit_target():
     D, x = mlp_d(), _batch()
     logit_sal = explain.explain("saliency", D, x, target="logit", abs=False)
-    prob_sal = explain.explain("saliency", D, x, abs=False)
+    prob_sal = explain.explain("saliency", D, x, target="prob", abs=False)
     D.eval()
     p = torch.sigmoid(D(x)).detach().view(-1, 1, 1, 1)
     torch.testing.assert_close(prob_sal, p * (1 - p) * logit_sal)

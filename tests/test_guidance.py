@@ -75,8 +75,8 @@ def test_selection_only_fake_scored_samples(fake_rows):
     guide = guidance.XAIGuidance("saliency", alpha=0.2, normalize="sample-minmax")
     out = guide(x, D)
     assert guide.last_selected.nonzero().view(-1).tolist() == fake_rows
-    assert guide.last_stats["n_explained"] == len(fake_rows)
-    assert guide.last_stats["explained"] == pytest.approx(len(fake_rows) / 6)
+    assert guide.stats["n_explained"] == len(fake_rows)
+    assert guide.stats["explained"] == pytest.approx(len(fake_rows) / 6)
     unselected = ~guide.last_selected
     assert (guide.last_mask[unselected] == 0).all()
     if not fake_rows:
@@ -85,12 +85,12 @@ def test_selection_only_fake_scored_samples(fake_rows):
         assert (guide.last_mask[guide.last_selected].amax(dim=(1, 2, 3)) == 1).all()
 
 
-def test_logits_passed_in_decide_the_selection():
+def test_scores_passed_in_decide_the_selection():
     D = SignD()
     x = _batch_with_fakes([])
-    logits = torch.tensor([1.0, -1.0, 1.0, 1.0, -2.0, 3.0]).view(6, 1)
+    scores = torch.tensor([1.0, -1.0, 1.0, 1.0, -2.0, 3.0]).view(6, 1)  # SignD returns logits
     guide = guidance.XAIGuidance("saliency")
-    guide(x, D, logits=logits)
+    guide(x, D, scores=scores)
     assert guide.last_selected.tolist() == [False, True, False, False, True, False]
 
 
@@ -102,7 +102,7 @@ def test_normalisations_by_hand():
     D = SignD()
     x = _batch_with_fakes([0, 2, 5])
     sel = torch.tensor([True, False, True, False, False, True])
-    maps = explain.explain("saliency", D, x[sel])
+    maps = explain.explain("saliency", D, x[sel], target="prob")
 
     guide = guidance.XAIGuidance("saliency", normalize="batch-minmax")
     guide(x, D)
@@ -196,7 +196,7 @@ def test_guided_generator_gradient_uses_the_stored_mask():
     torch.autograd.backward(fake, grad_tensors=dfake * (1 + 0.5 * guide.last_mask))
     for a, b in zip(ours, _grads(G)):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
-    assert guide.last_stats["seconds"] > 0 and 0 <= guide.last_stats["mask_mean"] <= 1
+    assert guide.stats["seconds"] > 0 and 0 <= guide.stats["mask_mean"] <= 1
 
 
 @pytest.mark.parametrize("explain_mode", ["eval", "train"])
@@ -219,8 +219,29 @@ def test_config_is_json_and_validates():
     cfg = json.loads(json.dumps(guide.config()))
     assert cfg["method"] == "lime" and cfg["alpha"] == 0.3 and cfg["normalize"] == "batch-minmax"
     assert cfg["select"] == "fake" and cfg["threshold"] == 0.5 and cfg["explain_kwargs"]["n_samples"] == 50
-    for bad in ({"select": "some"}, {"normalize": "l2"}, {"prior_mode": "max"}, {"prior_mode": "replace"}):
+    assert cfg["target"] == "prob" and cfg["d_output"] == "auto" and cfg["start_epoch"] == 0
+    assert cfg["patience"] == 50 and cfg["strict"] is False
+    cfg = guidance.XAIGuidance("saliency", d_output="prob", start_epoch=3, patience=7, strict=True).config()
+    assert (cfg["d_output"], cfg["start_epoch"], cfg["patience"], cfg["strict"]) == ("prob", 3, 7, True)
+    bad_settings = (
+        {"select": "some"},
+        {"normalize": "l2"},
+        {"prior_mode": "max"},
+        {"prior_mode": "replace"},
+        {"target": "sigmoid"},
+        {"d_output": "probability"},
+        {"explain_mode": "test"},
+        {"patience": 0},
+    )
+    for bad in bad_settings:
         with pytest.raises(ValueError):
             guidance.XAIGuidance("saliency", **bad)
     with pytest.raises(KeyError):
         guidance.XAIGuidance("nope")
+
+
+def test_active_from_start_epoch_and_protocol():
+    guide = guidance.XAIGuidance("saliency", start_epoch=2)
+    assert [guide.active(e) for e in range(4)] == [False, False, True, True]
+    assert isinstance(guide, guidance.Guidance)
+    assert not isinstance(object(), guidance.Guidance)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaigan.metrics import features, inception
+from xaigan.metrics import features, inception, inception_net
 from xaigan.metrics.inception import FIDInceptionV3, MissingWeightsError, WeightsMismatchError
 
 
@@ -53,7 +53,7 @@ def test_state_dict_layout_matches_fid_weights_file(net):
 def test_fid_specific_pooling():
     # TF-style average pool ignores padding: a constant image stays constant up to the borders.
     x = torch.full((1, 2, 5, 5), 3.0)
-    assert torch.allclose(inception._avg3_nopad(x), x)
+    assert torch.allclose(inception_net._avg3_nopad(x), x)
     net = FIDInceptionV3()
     assert net.Mixed_7b.pool == "avg" and net.Mixed_7c.pool == "max"
 

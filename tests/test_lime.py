@@ -28,7 +28,7 @@ def test_region_superpixels_get_the_largest_weights(segmentation_):
     D = RegionD(16, region=(0, 8, 0, 8), weight=4.0)
     x = _batch(3) * 0.4 + 0.6  # pixels in [0.2, 1]: switching any of them off (to 0) lowers D's score
     maps, info = explain.explain(
-        "lime", D, x, segmentation=segmentation_, n_samples=200, generator=_gen(), return_info=True
+        "lime", D, x, target="prob", segmentation=segmentation_, n_samples=200, generator=_gen(), return_info=True
     )
     inside = torch.zeros(16, 16, dtype=torch.bool)
     inside[:8, :8] = True
@@ -66,8 +66,8 @@ def test_batched_surrogate_equals_per_image_least_squares(ridge):
     labels[1] = labels[1] // 2  # 8 superpixels, image 3 keeps 16, image 0: 4 (variable counts -> padding)
     labels[0] = labels[0] // 4
     labels[2] = labels[2] % 5
-    maps, info = lime(ExplainedModel(D).eval(), x, segments=labels, n_samples=60, ridge=ridge, generator=_gen(1),
-                      return_info=True)  # fmt: skip
+    model = ExplainedModel(D, target="prob").eval()
+    maps, info = lime(model, x, segments=labels, n_samples=60, ridge=ridge, generator=_gen(1), return_info=True)
     assert info["counts"].tolist() == [4, 8, 5, 16]
     coef, intercept = _reference_fit(info["z"], info["y"], info["weights"], info["counts"], ridge)
     torch.testing.assert_close(info["coef"], coef, atol=1e-8, rtol=1e-6)
@@ -96,6 +96,7 @@ def test_fast_first_layer_equals_direct_forward(fill, segmentation_):
     D = mlp_d(1, 16, (12, 6))
     x = _batch(3)
     kw = dict(segmentation=segmentation_, n_samples=40, fill=fill, return_info=True, perturbations_per_eval=50)
+    kw["target"] = "prob"
     _, fast = explain.explain("lime", D, x, generator=_gen(2), **kw)
     _, slow = explain.explain("lime", D, x, generator=_gen(2), fast_first_layer=False, **kw)
     torch.testing.assert_close(fast["y"], slow["y"], atol=1e-10, rtol=1e-8)

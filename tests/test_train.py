@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tests.conftest import FASHION_DIR, needs_fashion, write_image_folder
-from xaigan import cli
+from xaigan import cli, train
 from xaigan import config as cfg_mod
 from xaigan.io import load_torch
-from xaigan.train import RunExistsError, Trainer
+from xaigan.train import RunExistsError
 
 
 @pytest.fixture
@@ -25,13 +25,13 @@ def _weights(run_dir):
 
 
 def test_interrupt_and_resume_is_bit_identical(tmp_path, folder_cfg):
-    Trainer(folder_cfg, tmp_path / "straight").fit()
-    interrupted = Trainer(folder_cfg, tmp_path / "resumed")
+    train.from_config(folder_cfg, tmp_path / "straight").fit()
+    interrupted = train.from_config(folder_cfg, tmp_path / "resumed")
     result = interrupted.fit(stop_at_step=7)  # mid-epoch 1 (5 steps per epoch)
     assert result["interrupted"] and result["step"] == 7
     del interrupted
     torch.manual_seed(12345)  # any RNG use between the two processes must not matter
-    Trainer.resume(tmp_path / "resumed").fit()
+    train.resume(tmp_path / "resumed").fit()
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     for net in ("G", "D"):
         for key in a[net]:
@@ -44,16 +44,16 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, folder_cfg):
 
 
 def test_refuses_existing_run(tmp_path, folder_cfg):
-    Trainer(folder_cfg, tmp_path / "run").fit(stop_at_step=1)
+    train.from_config(folder_cfg, tmp_path / "run").fit(stop_at_step=1)
     before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
     with pytest.raises(RunExistsError, match="--resume"):
-        Trainer(folder_cfg, tmp_path / "run")
+        train.from_config(folder_cfg, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
-    Trainer(folder_cfg, tmp_path / "run", overwrite=True)
+    train.from_config(folder_cfg, tmp_path / "run", overwrite=True)
 
 
 def test_checkpoint_contents_load_weights_only(tmp_path, folder_cfg):
-    Trainer(folder_cfg, tmp_path / "run").fit(stop_at_step=2)
+    train.from_config(folder_cfg, tmp_path / "run").fit(stop_at_step=2)
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert {"G", "D", "opt_g", "opt_d", "epoch", "position", "step", "rng"} <= set(state)
     assert state["position"] == 2 and state["opt_g"]["state"]

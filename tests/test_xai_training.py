@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from tests.conftest import write_image_folder
 from xaigan import config as cfg_mod
 from xaigan.io import load_torch
-from xaigan.train import Trainer, gan_step
+from xaigan.train import from_config, gan_step
 
 
 @pytest.fixture
@@ -24,8 +24,8 @@ def _cfg(dataset, **kw):
 
 
 def test_alpha_zero_is_bit_identical_to_standard_gan(tmp_path, folder):
-    Trainer(_cfg(folder, xai="none"), tmp_path / "none").fit()
-    Trainer(_cfg(folder, xai="saliency", alpha=0.0, xai_select="all"), tmp_path / "xai0").fit()
+    from_config(_cfg(folder, xai="none"), tmp_path / "none").fit()
+    from_config(_cfg(folder, xai="saliency", alpha=0.0, xai_select="all"), tmp_path / "xai0").fit()
     a = load_torch(tmp_path / "none" / "checkpoints" / "last.pt")
     b = load_torch(tmp_path / "xai0" / "checkpoints" / "last.pt")
     for net in ("G", "D"):
@@ -39,12 +39,12 @@ def test_alpha_zero_is_bit_identical_to_standard_gan(tmp_path, folder):
 
 def test_explained_step_matches_the_formula(tmp_path, folder):
     cfg = _cfg(folder, xai="saliency", alpha=0.2, xai_select="all", g_clip=0.0)
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = from_config(cfg, tmp_path / "run")
     real = next(trainer.loader.batches(0))
     G2, D2 = copy.deepcopy(trainer.G), copy.deepcopy(trainer.D)
-    opt_d2 = torch.optim.Adam(D2.parameters(), lr=cfg["lr_d"], betas=(cfg["beta1"], cfg["beta2"]))
+    opt_d2 = torch.optim.Adam(D2.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     state = torch.get_rng_state()
-    gan_step(trainer.G, trainer.D, trainer.opt_g, trainer.opt_d, real, cfg, None, trainer.guidance)
+    gan_step(trainer.G, trainer.D, trainer.opt_g, trainer.opt_d, real, trainer.cfg, None, trainer.guidance)
     torch.set_rng_state(state)
 
     # The same step by hand: D step, then G's gradient with the saliency mask applied at the image.
@@ -72,14 +72,14 @@ def test_explained_step_matches_the_formula(tmp_path, folder):
     fake.backward(grad_fake)
     without_mask = [p.grad.clone() for p in G2.parameters()]
 
-    assert trainer.guidance.last_stats["explained"] == 1.0
+    assert trainer.guidance.stats["explained"] == 1.0
     for (name, p_ours), ref, plain in zip(trainer.G.named_parameters(), with_mask, without_mask):
         assert torch.allclose(p_ours.grad, ref, rtol=1e-5, atol=1e-7), name
         assert not torch.allclose(p_ours.grad, plain, rtol=1e-3, atol=0), name  # the mask did change the update
 
 
 def test_guidance_explains_d_through_diffaugment(tmp_path, folder):
-    trainer = Trainer(_cfg(folder, xai="saliency", diffaugment="translation"), tmp_path / "run")
+    trainer = from_config(_cfg(folder, xai="saliency", diffaugment="translation"), tmp_path / "run")
     assert trainer.guidance.transform is trainer.augment
     assert trainer.augment.policy == "translation"
     record = trainer.fit(stop_at_step=2)
@@ -89,5 +89,5 @@ def test_guidance_explains_d_through_diffaugment(tmp_path, folder):
 
 
 def test_xai_starts_at_the_configured_epoch(tmp_path, folder):
-    trainer = Trainer(_cfg(folder, xai="saliency", epochs=4, xai_start=0.5), tmp_path / "run")
+    trainer = from_config(_cfg(folder, xai="saliency", epochs=4, xai_start=0.5), tmp_path / "run")
     assert [trainer.guidance_active(e) for e in range(4)] == [False, False, True, True]

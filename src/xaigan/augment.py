@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import torch
 
+from xaigan.registry import Registry
+
 Op = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -61,21 +63,19 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-POLICIES: dict[str, list[Op]] = {
-    "color": [brightness, saturation, contrast],
-    "translation": [translation],
-    "cutout": [cutout],
-}
+REGISTRY: Registry[tuple[Op, ...]] = Registry("augmentation")
+"""Policy names to the ops they apply, in order."""
+REGISTRY.register("color", (brightness, saturation, contrast))
+REGISTRY.register("translation", (translation,))
+REGISTRY.register("cutout", (cutout,))
 
 
 def parse_policy(policy: str) -> list[str]:
     """Split and check a policy string; raise ``ValueError`` naming an unknown op."""
-    from xaigan.config import ConfigError
-
     names = [p.strip() for p in policy.split(",") if p.strip()]
     for name in names:
-        if name not in POLICIES:
-            raise ConfigError(f"diffaugment: unknown op {name!r}; allowed: {', '.join(POLICIES)} (comma-separated)")
+        if name not in REGISTRY:
+            raise ValueError(f"unknown op {name!r}; allowed: {', '.join(REGISTRY.names())} (comma-separated)")
     return names
 
 
@@ -83,8 +83,9 @@ class DiffAugment:
     """Callable ``T(x)`` applying a policy's ops in order; ``T`` is differentiable in ``x``."""
 
     def __init__(self, policy: str = "") -> None:
-        self.policy = ",".join(parse_policy(policy))
-        self.ops = [op for name in parse_policy(policy) for op in POLICIES[name]]
+        names = parse_policy(policy)
+        self.policy = ",".join(names)
+        self.ops = [op for name in names for op in REGISTRY.get(name)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:

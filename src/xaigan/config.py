@@ -1,153 +1,292 @@
-"""Run configuration: every default in one place, YAML and ``key=value`` overrides, one validation pass.
+"""Run configuration: one typed schema (:class:`Config`) gives every key's default, type, allowed values, range
+and one-line help; YAML files and ``key=value`` overrides are layered on it and validated in one pass.
 
-Keys are flat. Unknown keys and invalid values are rejected before any work starts, with a message that
-names the key and what is allowed.
+Keys are flat. Unknown keys and invalid values are rejected before any work starts, with a message that names the
+key and what is allowed. The CLI flags, ``xaigan train --help`` and ``docs/config.md`` are generated from the schema.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import typing
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-DEFAULTS: dict[str, Any] = {
-    # data
-    "dataset": "fashion-mnist",
-    "data_dir": None,
-    "fraction": 1.0,
-    "subset": "random",
-    "split": "all",
-    # model
-    "model": "mlp",
-    "noise_dim": 100,
-    # optimisation (the paper's standard GAN)
-    "epochs": 30,
-    "batch_size": 128,
-    "lr_g": 2e-4,
-    "lr_d": 2e-4,
-    "beta1": 0.5,
-    "beta2": 0.99,
-    "label_real": 0.9,
-    "label_fake": 0.1,
-    "g_target": 0.9,
-    "g_clip": 10.0,
-    "d_steps": 1,
-    "drop_last": False,
-    # run
-    "seed": 0,
-    "device": "auto",
-    "name": None,
-    "log_every": 1,
-    "sample_every": 1,
-    "checkpoint_every": 1,
-    "progress": True,
-    "tensorboard": True,
-    # xAI guidance (issue 3)
-    "xai": "none",
-    "alpha": 0.2,
-    "xai_start": 0.5,
-    "xai_select": "fake",
-    "xai_threshold": 0.5,
-    "xai_normalize": "batch-minmax",
-    "xai_target": "prob",
-    "explain_mode": "eval",
-    "xai_baselines": 128,
-    "xai_steps": 16,
-    "lime_samples": 100,
-    "lime_segmentation": "quickshift",
-    "prior": None,
-    "prior_mode": "multiply",
-    # augmentation (issue 5)
-    "diffaugment": "",
-    # evaluation (issue 4)
-    "eval_every": 0,
-    "eval_n": 10000,
-    "eval_features": "domain",
-    "eval_reference": "all",
-}
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "subset": ("random", "first"),
-    "split": ("all", "train", "test"),
-    "device": ("auto", "cpu", "cuda", "mps"),
-    "xai_select": ("fake", "all"),
-    "xai_normalize": ("batch-minmax", "selected-minmax", "sample-minmax"),
-    "xai_target": ("prob", "logit"),
-    "explain_mode": ("eval", "train"),
-    "lime_segmentation": ("quickshift", "grid"),
-    "prior_mode": ("multiply", "add", "replace"),
-    "eval_features": ("domain", "inception"),
-    "eval_reference": ("all", "train", "test"),
-}
 
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used."""
 
 
-def _positive(key: str, value: Any) -> None:
-    if not value > 0:
-        raise ConfigError(f"{key} must be > 0, got {value!r}")
-
-
-def _non_negative(key: str, value: Any) -> None:
-    if not value >= 0:
-        raise ConfigError(f"{key} must be >= 0, got {value!r}")
-
-
-def _unit_open_closed(key: str, value: Any) -> None:
-    if not 0 < value <= 1:
-        raise ConfigError(f"{key} must be in (0, 1], got {value!r}")
-
-
-def _unit_closed(key: str, value: Any) -> None:
-    if not 0 <= value <= 1:
-        raise ConfigError(f"{key} must be in [0, 1], got {value!r}")
-
-
-RANGES: dict[str, Callable[[str, Any], None]] = {
-    "fraction": _unit_open_closed,
-    "noise_dim": _positive,
-    "epochs": _positive,
-    "batch_size": _positive,
-    "lr_g": _positive,
-    "lr_d": _positive,
-    "beta1": _unit_closed,
-    "beta2": _unit_closed,
-    "label_real": _unit_closed,
-    "label_fake": _unit_closed,
-    "g_target": _unit_closed,
-    "g_clip": _non_negative,
-    "d_steps": _positive,
-    "log_every": _positive,
-    "sample_every": _positive,
-    "checkpoint_every": _positive,
-    "alpha": _non_negative,
-    "xai_start": _unit_closed,
-    "xai_threshold": _unit_closed,
-    "xai_baselines": _positive,
-    "xai_steps": _positive,
-    "lime_samples": _positive,
-    "eval_every": _non_negative,
-    "eval_n": _positive,
+# Ranges: a name shown in the help and the check behind it.
+RANGES: dict[str, Callable[[Any], bool]] = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
 }
 
 
-def _coerce(key: str, value: Any) -> Any:
-    """Cast ``value`` to the type of the key's default (ints stay ints, ``None`` defaults accept strings)."""
-    default = DEFAULTS[key]
-    if value is None or default is None:
-        return value
-    kind = type(default)
+def _datasets() -> tuple[str, ...]:
+    from xaigan import data
+
+    return (*data.available(), "folder:PATH")
+
+
+def _models() -> tuple[str, ...]:
+    from xaigan import models
+
+    return tuple(models.available())
+
+
+def _xai() -> tuple[str, ...]:
+    from xaigan import explain
+
+    return ("none", *explain.available())
+
+
+def _features() -> tuple[str, ...]:
+    from xaigan.metrics import features
+
+    return tuple(features.available())
+
+
+def _check_dataset(value: str) -> None:
+    from xaigan import data
+
+    if not data.is_known(value):
+        raise ConfigError(f"dataset must be one of {', '.join(data.available())} or folder:PATH; got {value!r}")
+
+
+def _check_policy(value: str) -> None:
+    from xaigan import augment
+
+    try:
+        augment.parse_policy(value)
+    except ValueError as exc:
+        raise ConfigError(f"diffaugment: {exc}") from exc
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
+    range: str | None = None,
+    check: Callable[[Any], None] | None = None,
+    group: str = "",
+) -> Any:
+    """A schema field: ``choices`` may be a callable (a registry's names, read when validating)."""
+    if range is not None and range not in RANGES:
+        raise ValueError(f"unknown range {range!r}")
+    meta = {"help": help, "choices": choices, "range": range, "check": check, "group": group}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """Every setting of one training run (the paper's standard GAN by default)."""
+
+    # data
+    dataset: str = option("fashion-mnist", "dataset name or folder:PATH", check=_check_dataset, group="data")
+    data_dir: str | None = option(None, "folder holding the dataset's files (must exist)", group="data")
+    fraction: float = option(1.0, "fraction of the split to train on", range="in (0, 1]", group="data")
+    subset: str = option("random", "how the fraction is chosen", choices=("random", "first"), group="data")
+    split: str = option("all", "which split to train on", choices=("all", "train", "test"), group="data")
+    # model
+    model: str = option("mlp", "generator/discriminator pair", choices=_models, group="model")
+    noise_dim: int = option(100, "length of G's noise vector", range="> 0", group="model")
+    d_output: str = option(
+        "auto",
+        "what D returns: logit, prob, or auto (prob when D's last module is a Sigmoid)",
+        choices=("auto", "logit", "prob"),
+        group="model",
+    )
+    # optimisation (the paper's standard GAN)
+    epochs: int = option(30, "training epochs", range="> 0", group="optimisation")
+    batch_size: int = option(128, "images per step", range="> 0", group="optimisation")
+    lr_g: float = option(2e-4, "G's Adam learning rate", range="> 0", group="optimisation")
+    lr_d: float = option(2e-4, "D's Adam learning rate", range="> 0", group="optimisation")
+    beta1: float = option(0.5, "Adam beta1 (both optimisers)", range="in [0, 1]", group="optimisation")
+    beta2: float = option(0.99, "Adam beta2 (both optimisers)", range="in [0, 1]", group="optimisation")
+    label_real: float = option(
+        0.9, "D's target for real images (label smoothing)", range="in [0, 1]", group="optimisation"
+    )
+    label_fake: float = option(0.1, "D's target for generated images", range="in [0, 1]", group="optimisation")
+    g_target: float = option(0.9, "G's target for its own images", range="in [0, 1]", group="optimisation")
+    g_clip: float = option(10.0, "max norm of G's gradient (0: no clipping)", range=">= 0", group="optimisation")
+    d_steps: int = option(1, "D steps per G step", range="> 0", group="optimisation")
+    drop_last: bool = option(False, "drop the last incomplete batch of each epoch", group="optimisation")
+    # run
+    seed: int = option(0, "seed of data subset, initialisation, noise and shuffling", group="run")
+    device: str = option("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"), group="run")
+    name: str | None = option(None, "run name (default: from dataset, model, xai and seed)", group="run")
+    log_every: int = option(1, "write metrics.jsonl every N steps", range="> 0", group="run")
+    sample_every: int = option(1, "write a sample grid every N epochs", range="> 0", group="run")
+    checkpoint_every: int = option(1, "checkpoint every N epochs", range="> 0", group="run")
+    progress: bool = option(True, "show a progress bar", group="run")
+    tensorboard: bool = option(True, "mirror metrics to TensorBoard when installed", group="run")
+    # xAI guidance
+    xai: str = option("none", "explainer that guides G (none: the standard GAN)", choices=_xai, group="xai")
+    alpha: float = option(0.2, "guided gradient is grad * (1 + alpha * mask)", range=">= 0", group="xai")
+    xai_start: float = option(0.5, "fraction of the epochs after which guidance starts", range="in [0, 1]", group="xai")
+    xai_select: str = option("fake", "explain the samples D calls fake, or all", choices=("fake", "all"), group="xai")
+    xai_threshold: float = option(
+        0.5, "D's probability of real below which a sample is fake", range="in [0, 1]", group="xai"
+    )
+    xai_normalize: str = option(
+        "batch-minmax",
+        "how maps become masks",
+        choices=("batch-minmax", "selected-minmax", "sample-minmax"),
+        group="xai",
+    )
+    xai_target: str = option(
+        "prob", "explain D's probability of real or its logit", choices=("prob", "logit"), group="xai"
+    )
+    explain_mode: str = option(
+        "eval", "D's mode while explained (train: the original's)", choices=("eval", "train"), group="xai"
+    )
+    xai_baselines: int = option(128, "real reference images (deeplift-shap)", range="> 0", group="xai")
+    xai_steps: int = option(16, "integration steps (integrated-gradients)", range="> 0", group="xai")
+    lime_samples: int = option(100, "perturbations per image (lime)", range="> 0", group="xai")
+    lime_segmentation: str = option("quickshift", "superpixels (lime)", choices=("quickshift", "grid"), group="xai")
+    prior: str | None = option(None, "image file of a prior mask in [0, 1] (grey)", group="xai")
+    prior_mode: str = option(
+        "multiply", "how the prior meets the mask", choices=("multiply", "add", "replace"), group="xai"
+    )
+    xai_patience: int = option(
+        50, "steps of inert guidance (nothing explained, constant mask) before a warning", range="> 0", group="xai"
+    )
+    xai_strict: bool = option(False, "stop with an error instead of warning when guidance is inert", group="xai")
+    # augmentation
+    diffaugment: str = option(
+        "", "DiffAugment policy, e.g. color,translation,cutout", check=_check_policy, group="augment"
+    )
+    # evaluation
+    eval_every: int = option(
+        0, "score FID/KID every N epochs (0: never), keep checkpoints/best.pt", range=">= 0", group="eval"
+    )
+    eval_n: int = option(10000, "generated samples per evaluation", range="> 0", group="eval")
+    eval_features: str = option("domain", "feature extractor for FID/KID", choices=_features, group="eval")
+    eval_reference: str = option(
+        "all", "real split the samples are compared with", choices=("all", "train", "test"), group="eval"
+    )
+
+    def __post_init__(self) -> None:
+        for spec in schema():
+            value = _coerce(spec, getattr(self, spec.name))
+            setattr(self, spec.name, value)
+            spec.validate(value)
+
+    # -- mapping views ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
+        """Validated config from a mapping; missing keys take their defaults, unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**dict(values))
+
+    def replace(self, **changes: Any) -> Config:
+        """A validated copy with ``changes`` applied."""
+        return Config.from_dict({**self.to_dict(), **changes})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of the schema, as the CLI and the docs see it."""
+
+    name: str
+    type: type
+    optional: bool
+    default: Any
+    help: str
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None
+    range: str | None
+    check: Callable[[Any], None] | None
+    group: str
+
+    def allowed(self) -> tuple[str, ...] | None:
+        return self.choices() if callable(self.choices) else self.choices
+
+    def validate(self, value: Any) -> None:
+        if value is None:
+            return
+        allowed = self.allowed()
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{self.name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.range is not None and not RANGES[self.range](value):
+            raise ConfigError(f"{self.name} must be {self.range}, got {value!r}")
+        if self.check is not None:
+            self.check(value)
+
+    def describe(self) -> str:
+        """The help line with the type, the allowed values or range and the default."""
+        parts = [self.help]
+        allowed = self.allowed()
+        if allowed:
+            parts.append("one of " + ", ".join(allowed))
+        if self.range:
+            parts.append(self.range)
+        return "; ".join(parts) + f" (default: {self.default!r})"
+
+
+_SCHEMA: list[Option] | None = None
+
+
+def schema() -> list[Option]:
+    """Every key of :class:`Config` in declaration order."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        hints = typing.get_type_hints(Config)
+        out = []
+        for f in dataclasses.fields(Config):
+            hint = hints[f.name]
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            optional = bool(typing.get_args(hint)) and type(None) in typing.get_args(hint)
+            kind = args[0] if optional else hint
+            meta = f.metadata
+            out.append(
+                Option(
+                    f.name,
+                    kind,
+                    optional,
+                    f.default,
+                    meta["help"],
+                    meta["choices"],
+                    meta["range"],
+                    meta["check"],
+                    meta["group"],
+                )
+            )
+        _SCHEMA = out
+    return _SCHEMA
+
+
+def defaults() -> dict[str, Any]:
+    return {o.name: o.default for o in schema()}
+
+
+def _coerce(spec: Option, value: Any) -> Any:
+    """Cast ``value`` to the key's type (strings from the command line, ints where floats are expected)."""
+    if value is None:
+        if spec.optional:
+            return None
+        raise ConfigError(f"{spec.name} must be of type {spec.type.__name__}, got None")
+    kind = spec.type
     if kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{spec.name} must be true or false, got {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, kind) and not isinstance(value, bool):
@@ -157,45 +296,7 @@ def _coerce(key: str, value: Any) -> Any:
             return kind(value)
         except ValueError:
             pass
-    raise ConfigError(f"{key} must be of type {kind.__name__}, got {value!r}")
-
-
-def validate(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a validated copy of ``cfg``; raise :class:`ConfigError` naming the first bad key."""
-    from xaigan import data, models  # local: keep `import xaigan.config` light
-
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(DEFAULTS))}")
-    out = {key: _coerce(key, cfg[key]) for key in cfg}
-    for key, allowed in CHOICES.items():
-        if out[key] not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {out[key]!r}")
-    for key, check in RANGES.items():
-        check(key, out[key])
-    if not data.is_known(out["dataset"]):
-        raise ConfigError(
-            f"dataset must be one of {', '.join(data.available())} or folder:PATH; got {out['dataset']!r}"
-        )
-    if out["model"] not in models.available():
-        raise ConfigError(f"model must be one of {', '.join(models.available())}; got {out['model']!r}")
-    xai_names = ("none", *_explainers())
-    if out["xai"] not in xai_names:
-        raise ConfigError(f"xai must be one of {', '.join(xai_names)}; got {out['xai']!r}")
-    if out["diffaugment"]:
-        from xaigan import augment
-
-        augment.parse_policy(out["diffaugment"])
-    return out
-
-
-def _explainers() -> tuple[str, ...]:
-    try:
-        from xaigan import explain
-
-        return tuple(explain.available())
-    except (ImportError, AttributeError):  # explainers not importable: only "none" is valid
-        return ()
+    raise ConfigError(f"{spec.name} must be of type {kind.__name__}, got {value!r}")
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
@@ -224,17 +325,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-def resolve(*overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+def resolve(*overrides: Mapping[str, Any] | None) -> Config:
     """Defaults, then each override in order (later wins), validated."""
-    cfg = copy.deepcopy(DEFAULTS)
+    merged: dict[str, Any] = {}
     for layer in overrides:
         if layer:
-            cfg.update(layer)
-    return validate(cfg)
+            merged.update(layer)
+    return Config.from_dict(merged)
 
 
-def dump(cfg: Mapping[str, Any], path: str | Path) -> None:
-    """Write the resolved configuration as YAML (atomically)."""
-    from xaigan.io import atomic_write_text
+def markdown() -> str:
+    """``docs/config.md``: every key, grouped, with type, default, allowed values and help."""
+    lines = [
+        "# Configuration keys",
+        "",
+        "Generated from `xaigan.config.Config` (`python -m xaigan.config > docs/config.md`). Every key can be set in a",
+        "YAML file (`--config`), with its own flag (`--lr-d 1e-4`) or with `--set key=value`; later layers win.",
+        "",
+    ]
+    group = None
+    for o in schema():
+        if o.group != group:
+            group = o.group
+            lines += ["", f"## {group}", "", "| key | type | default | allowed | help |", "|---|---|---|---|---|"]
+        allowed = o.allowed()
+        shown = ", ".join(allowed) if allowed else (o.range or "")
+        kind = o.type.__name__ + (" or null" if o.optional else "")
+        lines.append(f"| `{o.name}` | {kind} | `{o.default!r}` | {shown} | {o.help} |")
+    return "\n".join(lines) + "\n"
 
-    atomic_write_text(Path(path), yaml.safe_dump(dict(cfg), sort_keys=True))
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -6,7 +6,6 @@ to a feature extractor; real statistics are cached by content (see :mod:`xaigan.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,8 +17,10 @@ from torch import nn
 
 from xaigan import data as data_mod
 from xaigan import metrics, models
-from xaigan.config import load_yaml
-from xaigan.io import atomic_write_text, load_torch, to_uint8
+from xaigan.config import Config
+from xaigan.io import load_torch, to_uint8
+from xaigan.rundir import BEST, LAST, RunDir
+from xaigan.train import Trainer, pick_device
 from xaigan.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,7 @@ class Evaluator:
         )
 
     def _domain(self, dataset: str, data_dir: str | None, seed: int, device: str | torch.device):
-        try:
-            train = data_mod.load(dataset, data_dir=data_dir, split="train", download=False)
-        except data_mod.DataUnavailableError:
-            raise
+        train = data_mod.load(dataset, data_dir=data_dir, split="train", download=False)
         if (train.labels < 0).any():
             raise ValueError(
                 f"the domain extractor needs labelled data and {dataset} has no labels; use --features inception"
@@ -136,11 +134,13 @@ class Evaluator:
         return result
 
 
-def load_generator(run_dir: Path, checkpoint: str = "last.pt") -> tuple[nn.Module, dict[str, Any]]:
-    cfg = load_yaml(run_dir / "config.yaml")
-    shape = json.loads((run_dir / "data.json").read_text())["image_shape"]
-    G, _ = models.build(cfg["model"], shape[0], shape[1], cfg.get("noise_dim", 100))
-    path = run_dir / "checkpoints" / checkpoint
+def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tuple[nn.Module, Config]:
+    """The generator of a run's checkpoint (on CPU) and the run's config."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    cfg = Config.from_dict(run.read_config())
+    shape = run.read_data_meta()["image_shape"]
+    G, _ = models.build(cfg.model, shape[0], shape[1], cfg.noise_dim)
+    path = run.checkpoint(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}")
     G.load_state_dict(load_torch(path)["G"])
@@ -148,39 +148,47 @@ def load_generator(run_dir: Path, checkpoint: str = "last.pt") -> tuple[nn.Modul
 
 
 def evaluate_run(
-    run_dir: str | Path,
+    run_dir: str | Path | RunDir,
     *,
     n: int = 10000,
     features: str = "domain",
     reference: str = "all",
-    checkpoint: str = "last.pt",
+    checkpoint: str = LAST,
     inception_weights: str | None = None,
     seed: int = 0,
     evaluator: Evaluator | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Score a run's checkpoint and write ``eval.json`` (atomically) into the run folder."""
-    run_dir = Path(run_dir)
-    G, cfg = load_generator(run_dir, checkpoint)
+    """Score a run's checkpoint and write ``eval.json`` (atomically) into the run folder.
+
+    ``device``: where G runs and features are extracted (default: the run's own device setting).
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    G, cfg = load_generator(run, checkpoint)
+    where = pick_device(cfg.device) if device is None else torch.device(device)
+    G.to(where)
     evaluator = evaluator or Evaluator(
-        cfg["dataset"],
-        data_dir=cfg.get("data_dir"),
+        cfg.dataset,
+        data_dir=cfg.data_dir,
         reference=reference,
         features=features,
         inception_weights=inception_weights,
+        device=where,
     )
-    result = evaluator.score_generator(G, n, cfg.get("noise_dim", 100), seed)
-    result.update(run=str(run_dir), checkpoint=checkpoint)
-    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2))
+    result = evaluator.score_generator(G, n, cfg.noise_dim, seed)
+    result.update(run=str(run.path), checkpoint=checkpoint)
+    run.write_eval(result)
     return result
 
 
-def attach(trainer: Any) -> None:
-    """Score the generator every ``eval_every`` epochs during training; keep ``checkpoints/best.pt`` by FID."""
+def attach(trainer: Trainer) -> None:
+    """Score the generator every ``eval_every`` epochs during training (on the run's device); keep the best
+    checkpoint by FID."""
     cfg = trainer.cfg
     state: dict[str, Any] = {}
 
-    def callback(tr: Any) -> None:
-        if (tr.epoch + 1) % cfg["eval_every"] and tr.epoch + 1 != cfg["epochs"]:
+    def callback(tr: Trainer) -> None:
+        if (tr.epoch + 1) % cfg.eval_every and tr.epoch + 1 != cfg.epochs:
             return
         rng = rng_state()  # evaluation (and a first-time domain-classifier training) must not shift training's RNG
         try:
@@ -188,19 +196,23 @@ def attach(trainer: Any) -> None:
         finally:
             set_rng_state(rng)
 
-    def _evaluate(tr: Any) -> None:
+    def _evaluate(tr: Trainer) -> None:
         if "evaluator" not in state:
             state["evaluator"] = Evaluator(
-                cfg["dataset"], data_dir=cfg["data_dir"], reference=cfg["eval_reference"], features=cfg["eval_features"]
+                cfg.dataset,
+                data_dir=cfg.data_dir,
+                reference=cfg.eval_reference,
+                features=cfg.eval_features,
+                device=tr.device,
             )
-        result = state["evaluator"].score_generator(tr.G, cfg["eval_n"], cfg["noise_dim"], seed=0)
+        result = state["evaluator"].score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)
         record = {"epoch": tr.epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
         record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
         tr.log_record(record)
         if result["fid"] < tr.extra.get("best_fid", float("inf")):
             tr.extra["best_fid"] = result["fid"]
             tr.extra["best_epoch"] = tr.epoch
-            tr.save_checkpoint("best.pt")
+            tr.save_checkpoint(BEST)
         log.info("epoch %d: FID %.3f (best %.3f)", tr.epoch, result["fid"], tr.extra["best_fid"])
 
     trainer.callbacks.append(callback)

@@ -59,7 +59,7 @@ class ImageData:
 
 
 def available() -> list[str]:
-    return sorted(REGISTRY)
+    return REGISTRY.names()
 
 
 def is_known(name: str) -> bool:

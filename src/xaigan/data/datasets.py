@@ -19,6 +19,7 @@ from xaigan.data.sources import (
     fetch_all,
     find_files,
 )
+from xaigan.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,9 @@ FASHION_FILES = (
     ),
 )
 
-REGISTRY: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
+REGISTRY: Registry[DatasetSpec] = Registry("dataset")
+for _spec in (
+    DatasetSpec(
         name="mnist",
         channels=1,
         image_size=32,
@@ -133,7 +135,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         offline_subset=_mnist_5k,
         description="MNIST digits, 70k 28x28 grey, resized to 32x32",
     ),
-    "fashion-mnist": DatasetSpec(
+    DatasetSpec(
         name="fashion-mnist",
         channels=1,
         image_size=32,
@@ -144,7 +146,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
         description="Fashion-MNIST, 70k 28x28 grey, resized to 32x32",
     ),
-    "cifar10": CifarSpec(
+    CifarSpec(
         name="cifar10",
         channels=3,
         image_size=32,
@@ -153,7 +155,8 @@ REGISTRY: dict[str, DatasetSpec] = {
         reader=_cifar_reader,
         description="CIFAR-10, 60k 32x32 RGB",
     ),
-}
+):
+    REGISTRY.register(_spec.name, _spec)
 
 
 def resolve(spec: DatasetSpec, data_dir: str | Path | None = None, download: bool = True) -> Resolved:
@@ -161,7 +164,10 @@ def resolve(spec: DatasetSpec, data_dir: str | Path | None = None, download: boo
     tried: list[str] = []
     places: list[tuple[str, Path]] = []
     if data_dir is not None:
-        places.append(("data_dir", Path(data_dir).expanduser()))
+        folder = Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise DataUnavailableError(f"--data-dir {folder} does not exist (or is not a folder)")
+        places.append(("data_dir", folder))
     places.append(("cache", cache_dir(spec.name)))
     places.extend(("system", d) for d in spec.system_dirs)
     for source, folder in places:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from xaigan import config as config_mod
+from xaigan.config import Config
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class RunSpec:
 
     cell: str
     seed: int
-    cfg: dict[str, Any]
+    cfg: Config
     run_dir: Path
 
 
@@ -34,13 +35,12 @@ class Grid:
     seeds: list[int] | None = None
     path: Path | None = None
 
-    def cell_config(self, cell: str, budget: str, seed: int) -> dict[str, Any]:
+    def cell_config(self, cell: str, budget: str, seed: int) -> Config:
         if budget not in self.budgets:
             raise config_mod.ConfigError(f"budget must be one of {', '.join(self.budgets)}; got {budget!r}")
         layers = [self.base, self.budgets[budget], self.cells[cell], {"seed": seed, "progress": False}]
-        cfg = config_mod.resolve(*layers)
-        cfg["name"] = f"{self.name}-{cell}-s{seed}"
-        return cfg
+        layers.append({"name": f"{self.name}-{cell}-s{seed}"})
+        return config_mod.resolve(*layers)
 
     def baseline(self, cell: str) -> str | None:
         """The cell a cell is compared with: ``compare`` if given, else the xai-none cell with the same data and

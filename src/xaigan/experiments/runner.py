@@ -10,33 +10,41 @@ from typing import Any
 
 from tqdm import tqdm
 
+from xaigan import train
+from xaigan.config import Config, ConfigError
+from xaigan.evaluate import Evaluator, attach, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
+from xaigan.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
+# Keys that may differ between a stored run and the grid's spec of it without changing what was trained.
+_COSMETIC = {"progress", "name", "tensorboard"}
 
-def run_state(spec: RunSpec) -> str:
-    """``done`` (evaluated), ``trained`` (needs evaluation), ``partial`` (resume) or ``new``."""
-    d = spec.run_dir
-    if (d / "eval.json").is_file() and (d / "summary.json").is_file():
-        return "done"
-    if (d / "summary.json").is_file():
-        return "trained"
-    if (d / "checkpoints" / "last.pt").is_file():
-        return "partial"
-    return "new"
+
+def prepare_run(
+    cfg: Config | None, run_dir: str | Path | RunDir, *, resume: bool = False, overwrite: bool = False
+) -> train.Trainer:
+    """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
+    with per-epoch evaluation attached when ``eval_every`` asks for it."""
+    if not resume and cfg is None:
+        raise ValueError("prepare_run needs a config for a new run")
+    trainer = train.resume(run_dir) if resume else train.from_config(cfg, run_dir, overwrite=overwrite)
+    if trainer.cfg.eval_every > 0:
+        attach(trainer)
+    return trainer
 
 
 def _check_same_config(spec: RunSpec) -> None:
     """Refuse to resume a folder trained with other settings (e.g. another budget) into this grid."""
-    from xaigan.config import ConfigError, load_yaml
-
-    path = spec.run_dir / "config.yaml"
-    if not path.is_file():
+    run = RunDir(spec.run_dir)
+    if not run.config_path.is_file():
         return
-    stored = load_yaml(path)
-    ignore = {"progress", "name", "tensorboard"}
-    diff = sorted(k for k in spec.cfg if k not in ignore and stored.get(k) != spec.cfg[k])
+    stored = run.read_config()
+    wanted = spec.cfg.to_dict()
+    if wanted["d_output"] == "auto":  # stored resolved ("logit"/"prob"): what auto detects is not a difference
+        del wanted["d_output"]
+    diff = sorted(k for k in wanted if k not in _COSMETIC and stored.get(k) != wanted[k])
     if diff:
         raise ConfigError(
             f"{spec.run_dir} was trained with other settings ({', '.join(diff)}); use another --out for this budget"
@@ -53,9 +61,6 @@ def run_grid(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run."""
-    from xaigan.cli import attach_evaluation, build_trainer
-    from xaigan.evaluate import Evaluator, evaluate_run
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = grid.runs(out, budget, seeds)
@@ -68,29 +73,33 @@ def run_grid(
     records = []
     bar = tqdm(specs, desc=grid.name, disable=not progress, unit="run")
     for spec in bar:
-        state = run_state(spec)
+        run = RunDir(spec.run_dir)
+        state = run.state()
         bar.set_postfix_str(f"{spec.cell} seed {spec.seed} ({state})")
         _check_same_config(spec)
-        spec.cfg["progress"] = progress
         if state in ("new", "partial"):
-            trainer = build_trainer(spec.cfg, spec.run_dir, resume=state == "partial")
-            attach_evaluation(trainer)
+            trainer = prepare_run(spec.cfg, run, resume=state == "partial")
+            trainer.cfg.progress = progress
             summary = trainer.fit()
             if summary.get("interrupted"):
                 raise KeyboardInterrupt
         if evaluate and state != "done":
             ev = grid.evaluation
-            key = (spec.cfg["dataset"], spec.cfg["data_dir"], ev.get("reference", "all"), ev.get("features", "domain"))
+            key = (spec.cfg.dataset, spec.cfg.data_dir, ev.get("reference", "all"), ev.get("features", "domain"))
             if key not in evaluators:
                 evaluators[key] = Evaluator(key[0], data_dir=key[1], reference=key[2], features=key[3])
-            evaluate_run(spec.run_dir, n=ev.get("n", 10000), evaluator=evaluators[key])
+            evaluate_run(run, n=ev.get("n", 10000), evaluator=evaluators[key])
         records.append(collect(spec))
     return records
 
 
 def collect(spec: RunSpec) -> dict[str, Any]:
     """What aggregation needs from one finished run folder."""
-    d = spec.run_dir
-    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
-    result = json.loads((d / "eval.json").read_text()) if (d / "eval.json").is_file() else {}
-    return {"cell": spec.cell, "seed": spec.seed, "run_dir": str(d), "summary": summary, "eval": result}
+    run = RunDir(spec.run_dir)
+    return {
+        "cell": spec.cell,
+        "seed": spec.seed,
+        "run_dir": str(run.path),
+        "summary": run.read_summary(),
+        "eval": run.read_eval(),
+    }

@@ -4,12 +4,17 @@
 >>> available()
 ['deeplift', 'deeplift-shap', 'input-x-gradient', 'integrated-gradients', 'lime', 'saliency', 'smoothgrad']
 
-``D`` maps images ``(B, C, H, W)`` in [-1, 1] to logits ``(B, 1)``. By default the explained quantity is D's
-probability of "real", ``sigmoid(D(x))`` (the original explained D's sigmoid output); ``target="logit"`` explains
-the logit. Every explainer leaves D as it found it (see :func:`xaigan.explain._base.protected`): no parameter
-gradients, BatchNorm statistics or train/eval flags change. Explanations are computed with D in eval mode unless
-``mode="train"`` (the original's behaviour: dropout on, BatchNorm on the batch's statistics, which then also
-couple the samples of a batch).
+``D`` maps images ``(B, C, H, W)`` in [-1, 1] to one score per sample: a logit (our built-in models) or a
+probability of "real" (a D ending in ``nn.Sigmoid``, the paper's own D). ``d_output`` says which (``"auto"``,
+the default, detects a final Sigmoid, see :func:`detect_output`). By default :func:`explain` explains what D
+returns, as captum does; ``target="prob"`` explains the probability of real and ``target="logit"`` the logit,
+each computed correctly for both kinds of D (see :class:`ExplainedModel`). Every explainer leaves D as it found it
+(see :func:`protected`): no parameter gradients, BatchNorm statistics or train/eval flags change. Explanations
+are computed with D in eval mode unless ``mode="train"`` (the original's behaviour: dropout on, BatchNorm on the
+batch's statistics, which then also couple the samples of a batch).
+
+Explainers are registered with :func:`register` together with their settings (:class:`ExplainerInfo`): which of
+their arguments a run config sets, and which take real reference images.
 
 RNG: in eval mode saliency, input-x-gradient, integrated-gradients, deeplift and deeplift-shap draw no random
 numbers; smoothgrad and lime draw from their ``generator`` argument or else torch's global RNG; in train mode
@@ -18,53 +23,108 @@ dropout draws from the global RNG too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
-from xaigan.explain._base import ExplainedModel, protected
+from xaigan.explain._base import OUTPUTS, TARGETS, ExplainedModel, detect_output, protected, resolve_output
 from xaigan.explain.deeplift import deeplift, deeplift_shap
 from xaigan.explain.gradients import input_x_gradient, integrated_gradients, smoothgrad
 from xaigan.explain.lime import lime
 from xaigan.explain.saliency import saliency
+from xaigan.registry import Registry
 
 Explainer = Callable[..., Tensor]
 """``fn(model, x, **kwargs) -> maps``: ``model`` maps ``(N, C, H, W)`` to ``(N, 1)``; maps have x's shape."""
 
-REGISTRY: dict[str, Explainer] = {}
+
+@dataclass(frozen=True)
+class ExplainerInfo:
+    """A registered explainer and its settings.
+
+    ``options``: explainer keyword -> run-config key (integrated-gradients: ``{"n_steps": "xai_steps"}``).
+    ``references``: ``(keyword, config key of how many)`` when the explainer takes real reference images
+    (deeplift-shap: ``("baselines", "xai_baselines")``), else ``None``.
+    """
+
+    name: str
+    fn: Explainer
+    summary: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    references: tuple[str, str] | None = None
+
+    def kwargs(self, settings: Mapping[str, Any], references: Callable[[int], Tensor] | None = None) -> dict:
+        """The explainer's keyword arguments from a run config; ``references(k)`` gives k real reference images."""
+        out: dict[str, Any] = {}
+        for kw, key in self.options.items():
+            if key not in settings:
+                raise KeyError(f"explainer {self.name!r} needs the setting {key!r} (for its {kw!r})")
+            out[kw] = settings[key]
+        if self.references is not None:
+            kw, key = self.references
+            if references is None:
+                raise ValueError(f"explainer {self.name!r} needs real reference images ({kw}=): pass references")
+            if key not in settings:
+                raise KeyError(f"explainer {self.name!r} needs the setting {key!r} (how many {kw})")
+            out[kw] = references(int(settings[key]))
+        return out
 
 
-def register(name: str, fn: Explainer | None = None):
-    """Register ``fn`` under ``name`` (usable as a decorator). Replaces an existing entry of that name."""
-
-    def add(f: Explainer) -> Explainer:
-        REGISTRY[name] = f
-        return f
-
-    return add(fn) if fn is not None else add
+REGISTRY: Registry[ExplainerInfo] = Registry("explainer")
 
 
-for _name, _fn in {
-    "saliency": saliency,
-    "input-x-gradient": input_x_gradient,
-    "integrated-gradients": integrated_gradients,
-    "smoothgrad": smoothgrad,
-    "deeplift": deeplift,
-    "deeplift-shap": deeplift_shap,
-    "lime": lime,
-}.items():
-    register(_name, _fn)
+def register(
+    name: str,
+    fn: Explainer,
+    *,
+    summary: str = "",
+    options: Mapping[str, str] | None = None,
+    references: tuple[str, str] | None = None,
+) -> ExplainerInfo:
+    """Register ``fn`` under ``name`` with its settings; a name already taken raises ``ValueError``."""
+    entry = ExplainerInfo(name, fn, summary, dict(options or {}), tuple(references) if references else None)
+    return REGISTRY.register(name, entry)
 
 
-def available() -> list[str]:
-    """Names accepted by :func:`explain`."""
-    return sorted(REGISTRY)
+def info(name: str) -> ExplainerInfo:
+    """The registered explainer ``name``; an unknown name raises ``KeyError`` listing the available ones."""
+    return REGISTRY.get(name)
 
 
 def get(name: str) -> Explainer:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown explainer {name!r}; available: {', '.join(available())}")
-    return REGISTRY[name]
+    """The explainer function registered as ``name``."""
+    return info(name).fn
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`explain`, sorted."""
+    return REGISTRY.names()
+
+
+register("saliency", saliency, summary="|d target / d pixel|, one backward pass")
+register("input-x-gradient", input_x_gradient, summary="pixel * d target / d pixel")
+register(
+    "integrated-gradients",
+    integrated_gradients,
+    summary="gradients integrated from a mid-grey baseline to the image",
+    options={"n_steps": "xai_steps"},
+)
+register("smoothgrad", smoothgrad, summary="mean |gradient| over Gaussian-noised copies of the image")
+register("deeplift", deeplift, summary="DeepLIFT rescale rule against a mid-grey reference")
+register(
+    "deeplift-shap",
+    deeplift_shap,
+    summary="DeepLIFT averaged over real reference images",
+    references=("baselines", "xai_baselines"),
+)
+register(
+    "lime",
+    lime,
+    summary="superpixel on/off perturbations and a weighted linear surrogate",
+    options={"n_samples": "lime_samples", "segmentation": "lime_segmentation"},
+)
 
 
 def explain(
@@ -73,21 +133,24 @@ def explain(
     x: Tensor,
     /,
     *,
-    target: str = "prob",
+    target: str = "output",
+    d_output: str = "auto",
     mode: str = "eval",
     transform: Callable[[Tensor], Tensor] | None = None,
     **kwargs,
 ) -> Tensor:
     """Explain D's verdict on every image of ``x`` with ``method``; returns detached maps shaped like ``x``.
 
-    ``target``: ``"prob"`` (sigmoid of the logit, default) or ``"logit"``. ``mode``: ``"eval"`` (default) or
-    ``"train"``. ``transform``: a callable applied before D (e.g. DiffAugment); the explanation is then of
-    ``D(transform(x))`` with respect to ``x``. ``kwargs`` go to the method (e.g. ``baselines=`` for deeplift-shap,
-    ``n_samples=`` for lime, ``internal_batch_size=``/``perturbations_per_eval=`` to bound memory). The first
-    three arguments are positional-only, so a method's own ``method=`` (integrated-gradients) can be passed.
+    ``target``: ``"output"`` (what D returns, as captum does; default), ``"prob"`` (probability of real) or
+    ``"logit"``. ``d_output``: what D returns, ``"auto"`` (a final ``nn.Sigmoid`` means ``"prob"``), ``"logit"``
+    or ``"prob"``. ``mode``: ``"eval"`` (default) or ``"train"``. ``transform``: a callable applied before D
+    (e.g. DiffAugment); the explanation is then of ``D(transform(x))`` with respect to ``x``. ``kwargs`` go to
+    the method (e.g. ``baselines=`` for deeplift-shap, ``n_samples=`` for lime, ``internal_batch_size=``/
+    ``perturbations_per_eval=`` to bound memory). The first three arguments are positional-only, so a method's
+    own ``method=`` (integrated-gradients) can be passed.
     """
     fn = get(method)
-    model = ExplainedModel(D, target=target, transform=transform)
+    model = ExplainedModel(D, target=target, transform=transform, d_output=d_output)
     with protected(model, mode):
         maps = fn(model, x.detach(), **kwargs)
     if isinstance(maps, tuple):  # (maps, info) from e.g. lime(return_info=True)
@@ -96,18 +159,25 @@ def explain(
 
 
 __all__ = [
+    "OUTPUTS",
     "REGISTRY",
+    "TARGETS",
     "ExplainedModel",
+    "Explainer",
+    "ExplainerInfo",
     "available",
     "deeplift",
     "deeplift_shap",
+    "detect_output",
     "explain",
     "get",
+    "info",
     "input_x_gradient",
     "integrated_gradients",
     "lime",
     "protected",
     "register",
+    "resolve_output",
     "saliency",
     "smoothgrad",
 ]

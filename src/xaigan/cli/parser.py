@@ -1,0 +1,102 @@
+"""Every argument of every sub-command, in one place. Training flags are generated from the config schema, so
+``xaigan train --help`` documents every key with its type, allowed values and default."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from xaigan import config as config_mod
+from xaigan.cli import run, study
+
+DESCRIPTION = "Train GANs whose generator learns why the discriminator rejected its samples (xAI-GAN)."
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--set`` and one flag per config key (``--lr-d``), grouped as the schema groups them."""
+    parser.add_argument("--config", metavar="YAML", help="YAML file of config overrides")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one key (repeatable; last wins)"
+    )
+    groups: dict[str, Any] = {}
+    for option in config_mod.schema():
+        if option.group not in groups:
+            groups[option.group] = parser.add_argument_group(f"config: {option.group}")
+        metavar = option.type.__name__.upper() if option.type is not bool else "BOOL"
+        groups[option.group].add_argument(
+            "--" + option.name.replace("_", "-"),
+            dest=f"cfg_{option.name}",
+            metavar=metavar,
+            default=argparse.SUPPRESS,  # unset flags leave the lower layers alone (and add no "(default: None)")
+            help=option.describe().replace("%", "%%"),
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xaigan", description=DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    train = sub.add_parser("train", help="train a GAN (standard or xAI-guided)", formatter_class=fmt)
+    train.add_argument("--out", help="run folder (default: runs/NAME)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other flags are ignored)")
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bar (for logs)")
+    _config_flags(train)
+    train.set_defaults(func=run.cmd_train)
+
+    data = sub.add_parser("data", help="list, fetch or verify datasets", formatter_class=fmt)
+    data.add_argument("action", choices=("list", "fetch", "verify"))
+    data.add_argument("name", nargs="?", help="a dataset (default: all)")
+    data.add_argument("--data-dir", help="folder holding the dataset's files (must exist)")
+    data.set_defaults(func=run.cmd_data)
+
+    sample = sub.add_parser("sample", help="draw samples from a trained run", formatter_class=fmt)
+    sample.add_argument("run", help="run folder")
+    sample.add_argument("--n", type=int, default=64, help="samples")
+    sample.add_argument("--nrow", type=int, default=8, help="samples per row")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed")
+    sample.add_argument("--checkpoint", default="last.pt", help="checkpoint file name in the run")
+    sample.add_argument("--out", default="samples.png", help="PNG to write")
+    sample.add_argument("--force", action="store_true", help="replace --out if it exists")
+    sample.set_defaults(func=run.cmd_sample)
+
+    ev = sub.add_parser(
+        "evaluate", help="FID, KID and precision/recall of a trained run (writes eval.json)", formatter_class=fmt
+    )
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("--n", type=int, default=10000, help="generated samples")
+    ev.add_argument("--features", choices=("domain", "inception"), default="domain", help="feature extractor")
+    ev.add_argument("--reference", choices=("all", "train", "test"), default="all", help="real split")
+    ev.add_argument("--checkpoint", default="last.pt", help="checkpoint file name in the run")
+    ev.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth")
+    ev.add_argument("--seed", type=int, default=0, help="noise seed for the generated samples")
+    ev.add_argument("--device", help="where to generate and extract features (default: the run's device)")
+    ev.set_defaults(func=study.cmd_evaluate)
+
+    rep = sub.add_parser(
+        "reproduce", help="run a grid of cells x seeds, evaluate every run, write the report", formatter_class=fmt
+    )
+    rep.add_argument("grid", help="grid YAML, e.g. configs/paper/fmnist35.yaml")
+    rep.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: the grid's, else 3)")
+    rep.add_argument("--budget", default="quick", help="a budget the grid defines (quick, paper)")
+    rep.add_argument("--out", help="output folder (default runs/GRID-BUDGET)")
+    rep.add_argument("--no-eval", action="store_true", help="train only")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.set_defaults(func=study.cmd_reproduce)
+
+    report = sub.add_parser("report", help="write report.md and report.html for a grid folder")
+    report.add_argument("dir", help="a grid output folder")
+    report.set_defaults(func=study.cmd_report)
+
+    demo = sub.add_parser(
+        "demo", help="the main job: standard vs xAI GAN on the offline default dataset, compared", formatter_class=fmt
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder")
+    demo.add_argument("--epochs", type=int, default=30, help="epochs per run")
+    demo.add_argument("--seed", type=int, default=0, help="seed of both runs")
+    demo.add_argument("--overwrite", action="store_true", help="discard a previous demo in --out")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=study.cmd_demo)
+    return parser

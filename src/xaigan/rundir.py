@@ -1,0 +1,179 @@
+"""The run folder: its fixed layout and the readers and writers of every file in it.
+
+::
+
+    RUN/
+      config.yaml        every resolved config key
+      data.json          where the data came from (source, subset, content hash)
+      metrics.jsonl      one JSON record per logged step or evaluation
+      checkpoints/       last.pt (resume), best.pt (best FID when evaluated during training)
+      samples/           epoch_NNNN.png from the fixed noise
+      explanations/      epoch_NNNN.png: samples beside the heat-maps of D's explanations
+      tensorboard/       TensorBoard logs (when installed)
+      eval.json          the last ``xaigan evaluate`` result
+      summary.json       written when training finishes
+
+No other module spells these names; everything goes through :class:`RunDir`. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xaigan.io import atomic_write_text
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+class RunDir:
+    """One run folder (it need not exist yet)."""
+
+    CONFIG = "config.yaml"
+    DATA = "data.json"
+    METRICS = "metrics.jsonl"
+    CHECKPOINTS = "checkpoints"
+    SAMPLES = "samples"
+    EXPLANATIONS = "explanations"
+    TENSORBOARD = "tensorboard"
+    EVAL = "eval.json"
+    SUMMARY = "summary.json"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -- paths ----------------------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def data_path(self) -> Path:
+        return self.path / self.DATA
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / self.EVAL
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / self.SAMPLES
+
+    @property
+    def explanations_dir(self) -> Path:
+        return self.path / self.EXPLANATIONS
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    def checkpoint(self, name: str = LAST) -> Path:
+        return self.path / self.CHECKPOINTS / name
+
+    def sample_path(self, epoch: int) -> Path:
+        return self.samples_dir / f"epoch_{epoch:04d}.png"
+
+    def explanation_path(self, epoch: int) -> Path:
+        return self.explanations_dir / f"epoch_{epoch:04d}.png"
+
+    # -- state ----------------------------------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """Whether a run was started here (config, metrics, checkpoints or summary present)."""
+        markers = (self.config_path, self.metrics_path, self.path / self.CHECKPOINTS, self.summary_path)
+        return any(m.exists() for m in markers)
+
+    def state(self) -> str:
+        """``done`` (trained and evaluated), ``trained`` (needs evaluation), ``partial`` (resume) or ``new``."""
+        if self.summary_path.is_file():
+            return "done" if self.eval_path.is_file() else "trained"
+        if self.checkpoint(LAST).is_file():
+            return "partial"
+        return "new"
+
+    def clear(self) -> None:
+        """Delete every file of the layout (``--overwrite``); other files in the folder are left alone."""
+        for name in (
+            self.CONFIG, self.DATA, self.METRICS, self.CHECKPOINTS, self.SAMPLES, self.EXPLANATIONS,
+            self.TENSORBOARD, self.EVAL, self.SUMMARY,
+        ):  # fmt: skip
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+    # -- readers and writers --------------------------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        """The stored config as a plain mapping (validate it with :class:`xaigan.config.Config`)."""
+        if not self.config_path.is_file():
+            raise FileNotFoundError(f"{self.path} holds no run (no {self.CONFIG})")
+        loaded = yaml.safe_load(self.config_path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{self.config_path} does not hold a mapping of key: value")
+        return loaded
+
+    def write_config(self, cfg: Mapping[str, Any]) -> None:
+        atomic_write_text(self.config_path, yaml.safe_dump(dict(cfg), sort_keys=True))
+
+    def read_data_meta(self) -> dict[str, Any]:
+        return self._read_json(self.data_path)
+
+    def write_data_meta(self, meta: Mapping[str, Any]) -> None:
+        atomic_write_text(self.data_path, json.dumps(dict(meta), indent=2))
+
+    def read_eval(self) -> dict[str, Any]:
+        return self._read_json(self.eval_path) if self.eval_path.is_file() else {}
+
+    def write_eval(self, result: Mapping[str, Any]) -> None:
+        atomic_write_text(self.eval_path, json.dumps(dict(result), indent=2))
+
+    def read_summary(self) -> dict[str, Any]:
+        return self._read_json(self.summary_path) if self.summary_path.is_file() else {}
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        atomic_write_text(self.summary_path, json.dumps(dict(summary), indent=2))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every record of ``metrics.jsonl`` (a torn last line from a crash is skipped)."""
+        if not self.metrics_path.is_file():
+            return []
+        records = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep only records up to ``step`` (those after a checkpoint belong to steps that will be trained again)."""
+        records = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text())

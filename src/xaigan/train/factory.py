@@ -1,0 +1,106 @@
+"""Trainers from a config: a new run (:func:`from_config`) or a stopped one continued (:func:`resume`).
+
+These are the only places that turn names into parts (dataset, models, guidance, augmentation) and that claim a run
+folder. Loading a checkpoint never rewrites a file; a resumed run's metrics are trimmed when it trains again.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from xaigan import data as data_mod
+from xaigan import explain, models
+from xaigan.augment import DiffAugment
+from xaigan.config import Config, ConfigError
+from xaigan.guidance import XAIGuidance
+from xaigan.rundir import LAST, RunDir
+from xaigan.train import checkpoint
+from xaigan.train.step import pick_device
+from xaigan.train.trainer import Trainer
+
+
+class RunExistsError(RuntimeError):
+    """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def build_augment(cfg: Config) -> DiffAugment | None:
+    return DiffAugment(cfg.diffaugment) if cfg.diffaugment else None
+
+
+def baseline_batch(images: torch.Tensor, k: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``k`` real images drawn once with a seeded generator: DeepLIFT-SHAP's fixed references (the paper: one batch)."""
+    generator = torch.Generator().manual_seed(seed + 31337)
+    index = torch.randperm(len(images), generator=generator)[: min(k, len(images))]
+    return data_mod.to_float(images[index.to(images.device)]).to(device)
+
+
+def build_guidance(
+    cfg: Config, images: torch.Tensor, augment: DiffAugment | None, device: torch.device
+) -> XAIGuidance | None:
+    """The guidance the config asks for (``None`` for ``xai: none``); the explainer declares its own settings."""
+    if cfg.xai == "none":
+        return None
+    kwargs = explain.info(cfg.xai).kwargs(
+        cfg.to_dict(), references=lambda k: baseline_batch(images, k, cfg.seed, device)
+    )
+    return XAIGuidance(
+        cfg.xai,
+        alpha=cfg.alpha,
+        select=cfg.xai_select,
+        threshold=cfg.xai_threshold,
+        normalize=cfg.xai_normalize,
+        prior=cfg.prior,
+        prior_mode=cfg.prior_mode,
+        explain_mode=cfg.explain_mode,
+        target=cfg.xai_target,
+        d_output=cfg.d_output,
+        transform=augment,
+        explain_kwargs=kwargs,
+        start_epoch=int(cfg.xai_start * cfg.epochs),
+        patience=cfg.xai_patience,
+        strict=cfg.xai_strict,
+    )
+
+
+def _build(cfg: Config, run: RunDir) -> Trainer:
+    """Seed, load the data, build models, augmentation and guidance, in the order that fixes every random draw."""
+    device = pick_device(cfg.device)
+    checkpoint.seed_everything(cfg.seed)
+    data = data_mod.load(
+        cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
+    )
+    G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim)
+    cfg = cfg.replace(d_output=explain.resolve_output(D, cfg.d_output))
+    augment = build_augment(cfg)
+    trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device)
+    trainer.guidance = build_guidance(cfg, data.images, augment, device)
+    return trainer
+
+
+def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) -> Trainer:
+    """A new run of ``cfg`` in ``run_dir``: refuses a folder that holds a run unless ``overwrite``."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"from_config wants a validated Config, got {type(cfg).__name__}")
+    if run.holds_run() and not overwrite:
+        raise RunExistsError(
+            f"{run.path} already holds a run; use --resume {run.path} to continue it, "
+            "--overwrite to replace it, or --out to pick another folder"
+        )
+    trainer = _build(cfg, run)  # data and models first: a bad dataset must not cost the old run
+    if overwrite:
+        run.clear()
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(trainer.cfg.to_dict())
+    run.write_data_meta(trainer.data.meta)
+    return trainer
+
+
+def resume(run_dir: str | RunDir) -> Trainer:
+    """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if not run.config_path.is_file() or not run.checkpoint(LAST).is_file():
+        raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
+    trainer = _build(Config.from_dict(run.read_config()), run)
+    trainer.load_state(checkpoint.load(run.checkpoint(LAST)))
+    return trainer

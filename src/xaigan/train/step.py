@@ -1,0 +1,84 @@
+"""One step of the paper's standard GAN, as a pure function of the networks, optimisers, batch and config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xaigan.config import Config, ConfigError
+from xaigan.explain import resolve_output
+from xaigan.guidance import Guidance
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def bce(out: torch.Tensor, target: float, d_output: str) -> torch.Tensor:
+    """Binary cross-entropy of D's outputs against a constant target, for a logit or a probability D."""
+    labels = torch.full_like(out, target)
+    if d_output == "prob":
+        return F.binary_cross_entropy(out, labels)
+    return F.binary_cross_entropy_with_logits(out, labels)
+
+
+def prob_real(out: torch.Tensor, d_output: str) -> torch.Tensor:
+    """D's probability of "real" from its raw outputs."""
+    return out if d_output == "prob" else torch.sigmoid(out)
+
+
+def gan_step(
+    G: nn.Module,
+    D: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    cfg: Config,
+    augment: Augment | None = None,
+    guidance: Guidance | None = None,
+) -> dict[str, float]:
+    """One D step and one G step of the paper's standard GAN (BCE, label smoothing, G gradient clipping).
+
+    ``cfg.d_output`` says whether D returns logits or probabilities (``auto``: detected from D's last module).
+    """
+    batch = len(real)
+    aug = augment or (lambda x: x)
+    device = real.device
+    kind = resolve_output(D, cfg.d_output)
+    for _ in range(cfg.d_steps):
+        fake = G(torch.randn(batch, cfg.noise_dim, device=device)).detach()
+        d_real, d_fake = D(aug(real)), D(aug(fake))
+        loss_d = bce(d_real, cfg.label_real, kind) + bce(d_fake, cfg.label_fake, kind)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+    fake = G(torch.randn(batch, cfg.noise_dim, device=device))
+    if guidance is not None:
+        fake = guidance(fake, D)
+    d_gen = D(aug(fake))
+    loss_g = bce(d_gen, cfg.g_target, kind)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    if cfg.g_clip > 0:
+        nn.utils.clip_grad_norm_(G.parameters(), cfg.g_clip)
+    opt_g.step()
+    return {
+        "d_loss": loss_d.item(),
+        "g_loss": loss_g.item(),
+        "d_real": prob_real(d_real, kind).mean().item(),
+        "d_fake": prob_real(d_fake, kind).mean().item(),
+    }
