@@ -91,3 +91,64 @@ def test_guidance_explains_d_through_diffaugment(tmp_path, folder):
 def test_xai_starts_at_the_configured_epoch(tmp_path, folder):
     trainer = from_config(_cfg(folder, xai="saliency", epochs=4, xai_start=0.5), tmp_path / "run")
     assert [trainer.guidance_active(e) for e in range(4)] == [False, False, True, True]
+
+
+def test_a_sigmoid_discriminator_trains_like_its_logit_twin(tmp_path, folder):
+    """The paper's own D ends in nn.Sigmoid: the loss, the selection and the explained target follow it."""
+    from torch import nn
+
+    from xaigan import data, models
+    from xaigan.train import Trainer, build_guidance
+
+    cfg = _cfg(folder, xai="saliency", alpha=0.5, g_clip=0.0, xai_select="fake", xai_threshold=0.5)
+    images = data.load(cfg.dataset).images
+    torch.manual_seed(0)
+    G, D_logit = models.build("mlp", 1, 32, 100)
+    G2, D_prob = copy.deepcopy(G), nn.Sequential(copy.deepcopy(D_logit), nn.Sigmoid())
+    runs = []
+    for g, d, name in ((G, D_logit, "logit"), (G2, D_prob, "prob")):
+        tr = Trainer(g, d, data.ImageData(images, torch.zeros(len(images))), cfg, tmp_path / name)
+        tr.guidance = build_guidance(tr.cfg, images, None, tr.device)
+        runs.append(tr)
+    assert [tr.cfg.d_output for tr in runs] == ["logit", "prob"]  # detected from D's last module
+    real = next(runs[0].loader.batches(0))
+    G_before = copy.deepcopy(G)
+    for tr in runs:
+        torch.manual_seed(11)
+        tr.step_stats = gan_step(tr.G, tr.D, tr.opt_g, tr.opt_d, real, tr.cfg, None, tr.guidance)
+    # How many generated samples D rejects, counted by hand: replay the step's noise, score with the logit D as
+    # it stood after its D step (the G step leaves D's weights alone), in eval mode as the guidance selects.
+    torch.manual_seed(11)
+    torch.randn(len(real), 100)  # the D step's noise
+    fake = G_before(torch.randn(len(real), 100))
+    D_eval = copy.deepcopy(runs[0].D).eval()
+    with torch.no_grad():
+        rejected = int((torch.sigmoid(D_eval(fake)) < 0.5).sum())
+    a, b = runs
+    assert a.guidance.stats["n_explained"] == b.guidance.stats["n_explained"] == rejected > 0
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+        assert a.step_stats[key] == pytest.approx(b.step_stats[key], rel=1e-5)
+    for (name, p), q in zip(a.G.named_parameters(), b.G.parameters()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-7), name
+    # D's gradients (its loss plus the G step's): Adam's first update is ~lr * sign(grad), too sharp to compare.
+    for p, q in zip(a.D.parameters(), b.D[0].parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_inert_guidance_is_reported_once_and_strict_stops(tmp_path, folder, capsys):
+    """xai_threshold 0 selects nothing: the run says so once in metrics.jsonl; with xai_strict it stops, one line."""
+    import json
+
+    from xaigan import cli
+
+    base = ["train", "--dataset", folder, "--epochs", "2", "--batch-size", "16", "--xai", "saliency", "--quiet"]
+    base += ["--xai-start", "0", "--xai-threshold", "0", "--xai-patience", "3", "--set", "tensorboard=false"]
+    assert cli.main([*base, "--out", str(tmp_path / "warn")]) == 0
+    records = [json.loads(x) for x in (tmp_path / "warn" / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in records if r.get("event") == "xai_health"]
+    assert len(events) == 1 and events[0]["check"] == "nothing-explained" and events[0]["step"] == 3
+    assert all(r["xai_explained"] == 0 for r in records if "xai_explained" in r)
+    capsys.readouterr()
+    assert cli.main([*base, "--xai-strict", "true", "--out", str(tmp_path / "strict")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("xaigan: error:") and "3" in err

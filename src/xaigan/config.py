@@ -167,7 +167,7 @@ class Config:
     )
     # evaluation
     eval_every: int = option(
-        0, "score FID/KID every N epochs (0: never), keep checkpoints/best.pt", range=">= 0", group="eval"
+        0, "score FID/KID every N epochs (0: never) and keep the best checkpoint (best.pt)", range=">= 0", group="eval"
     )
     eval_n: int = option(10000, "generated samples per evaluation", range="> 0", group="eval")
     eval_features: str = option("domain", "feature extractor for FID/KID", choices=_features, group="eval")

@@ -8,6 +8,7 @@ from typing import Any
 
 from xaigan import config as config_mod
 from xaigan.cli import run, study
+from xaigan.rundir import LAST
 
 DESCRIPTION = "Train GANs whose generator learns why the discriminator rejected its samples (xAI-GAN)."
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=64, help="samples")
     sample.add_argument("--nrow", type=int, default=8, help="samples per row")
     sample.add_argument("--seed", type=int, default=0, help="noise seed")
-    sample.add_argument("--checkpoint", default="last.pt", help="checkpoint file name in the run")
+    sample.add_argument("--checkpoint", default=LAST, help="checkpoint file name in the run")
     sample.add_argument("--out", default="samples.png", help="PNG to write")
     sample.add_argument("--force", action="store_true", help="replace --out if it exists")
     sample.set_defaults(func=run.cmd_sample)
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=10000, help="generated samples")
     ev.add_argument("--features", choices=("domain", "inception"), default="domain", help="feature extractor")
     ev.add_argument("--reference", choices=("all", "train", "test"), default="all", help="real split")
-    ev.add_argument("--checkpoint", default="last.pt", help="checkpoint file name in the run")
+    ev.add_argument("--checkpoint", default=LAST, help="checkpoint file name in the run")
     ev.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth")
     ev.add_argument("--seed", type=int, default=0, help="noise seed for the generated samples")
     ev.add_argument("--device", help="where to generate and extract features (default: the run's device)")

@@ -36,7 +36,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"| {Path(args.run).name} | {result['fid']:.3f} | {kid} | {result['precision']:.3f} | {result['recall']:.3f}"
         f" | {result['n']} | {ext['id']}{acc} |"
     )
-    print(f"wrote {Path(args.run) / 'eval.json'}")
+    print(f"wrote {RunDir(args.run).eval_path}")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""The architecture holds: layers point down, one schema documents every key, one object owns the run folder."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xaigan import augment, config, data, explain, models
+from xaigan.cli import build_parser
+from xaigan.metrics import features
+from xaigan.registry import Registry
+from xaigan.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src" / "xaigan"
+
+
+def test_import_layers_and_no_cycles():
+    lint = Path(sys.executable).parent / "lint-imports"
+    if not lint.is_file():
+        pytest.skip("import-linter not installed")
+    done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.stdout.count(" KEPT") == 2
+
+
+def test_no_source_file_over_400_lines():
+    long = {p.name: n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long
+
+
+def test_only_the_run_folder_spells_its_layout():
+    files = [RunDir.CONFIG, RunDir.DATA, RunDir.METRICS, RunDir.EVAL, RunDir.SUMMARY, "last.pt", "best.pt"]
+    folders = [RunDir.CHECKPOINTS, RunDir.SAMPLES, RunDir.EXPLANATIONS, RunDir.TENSORBOARD]
+    as_file = re.compile("|".join(f"[\"'/]{re.escape(n)}[\"']" for n in files))
+    as_folder = re.compile("|".join(rf"/ [\"']{re.escape(n)}[\"']" for n in folders))  # a path join
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "rundir.py":
+            continue
+        for line in path.read_text().splitlines():
+            if as_file.search(line) or as_folder.search(line):
+                offenders.append(f"{path.relative_to(SRC)}: {line.strip()}")
+    # torch.hub keeps downloaded weights in its own "checkpoints" folder: not a run folder.
+    assert [o for o in offenders if not o.startswith("metrics/inception.py")] == []
+
+
+def test_train_help_documents_every_config_key(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for option in config.schema():
+        flag = "--" + option.name.replace("_", "-")
+        assert f"{flag} " in text, flag
+        assert option.help.split(";")[0][:30] in text, option.name
+        assert f"(default: {option.default!r})" in text, option.name
+    assert "one of none, deeplift, deeplift-shap" in text  # explainers are discoverable from --help
+
+
+def test_docs_config_md_is_generated_from_the_schema():
+    assert (ROOT / "docs" / "config.md").read_text() == config.markdown(), (
+        "run: python -m xaigan.config > docs/config.md"
+    )
+
+
+def test_every_flag_sets_its_key(tmp_path):
+    from xaigan.cli.run import config_layers
+
+    args = build_parser().parse_args(["train", "--lr-d", "1e-3", "--xai", "lime", "--xai-strict", "true", "--quiet"])
+    cfg = config.resolve(*config_layers(args))
+    assert cfg.lr_d == 1e-3 and cfg.xai == "lime" and cfg.xai_strict is True and cfg.progress is False
+    assert cfg.lr_g == config.Config().lr_g  # unset flags keep the defaults
+
+
+@pytest.mark.parametrize(
+    "registry", [data.REGISTRY, models.REGISTRY, explain.REGISTRY, features.REGISTRY, augment.REGISTRY]
+)
+def test_one_registry_style_refuses_duplicates(registry):
+    assert isinstance(registry, Registry) and len(registry) >= 2
+    name = registry.names()[0]
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(name, registry.get(name))
+    with pytest.raises(KeyError, match="available: "):
+        registry.get("no-such-name")
+
+
+def test_old_config_without_new_keys_still_resumes(tmp_path):
+    stored = config.Config().to_dict()
+    for key in ("d_output", "xai_patience", "xai_strict"):
+        del stored[key]
+    cfg = config.Config.from_dict(stored)
+    assert cfg.d_output == "auto" and cfg.xai_patience == 50 and cfg.xai_strict is False
