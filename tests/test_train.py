@@ -96,3 +96,27 @@ def test_cli_data_list_and_verify(capsys):
         out = capsys.readouterr().out
         assert out.count("ok (content sha256)") == 4
     assert cli.main(["data", "verify", "imagenet"]) == 2
+
+
+def test_loading_a_checkpoint_writes_nothing(tmp_path, folder_cfg):
+    run = tmp_path / "run"
+    train.from_config(folder_cfg, run).fit(stop_at_step=7)
+    # A torn record after the checkpoint (as a crash leaves): loading must not touch it, training again trims it.
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 8, "g_loss": 1.0}\n')
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    trainer = train.resume(run)
+    assert trainer.step == 7 and trainer.position == 2
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    assert after == before
+    trainer.fit(stop_at_step=8)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 9)) and "d_loss" in records[-1]  # the stale record is gone
+
+
+def test_missing_data_dir_is_one_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(missing), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and str(missing) in err
+    assert not (tmp_path / "r").exists()

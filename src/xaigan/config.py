@@ -30,12 +30,6 @@ RANGES: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _datasets() -> tuple[str, ...]:
-    from xaigan import data
-
-    return (*data.available(), "folder:PATH")
-
-
 def _models() -> tuple[str, ...]:
     from xaigan import models
 
@@ -268,10 +262,6 @@ def schema() -> list[Option]:
             )
         _SCHEMA = out
     return _SCHEMA
-
-
-def defaults() -> dict[str, Any]:
-    return {o.name: o.default for o in schema()}
 
 
 def _coerce(spec: Option, value: Any) -> Any:

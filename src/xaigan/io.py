@@ -74,14 +74,6 @@ def content_hash(x: Any, chunk: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def md5_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
