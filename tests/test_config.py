@@ -22,6 +22,10 @@ def test_defaults_validate():
         ({"batch_size": "many"}, "batch_size must be of type int"),
         ({"learning_rate": 1}, "unknown config key.*learning_rate"),
         ({"xai": "gradcam"}, "xai must be one of none"),
+        ({"lime_samples": 1}, "lime_samples must be >= 2"),
+        ({"prior": "/no/such/prior.png"}, "prior: /no/such/prior.png is not a readable image"),
+        ({"xai": "saliency", "xai_start": 1.0}, "starts the guidance after the last epoch"),
+        ({"xai": "saliency", "xai_threshold": 0}, "xai_threshold 0 selects no sample"),
     ],
 )
 def test_invalid_values_name_the_key(override, message):

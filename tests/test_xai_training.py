@@ -136,13 +136,14 @@ def test_a_sigmoid_discriminator_trains_like_its_logit_twin(tmp_path, folder):
 
 
 def test_inert_guidance_is_reported_once_and_strict_stops(tmp_path, folder, capsys):
-    """xai_threshold 0 selects nothing: the run says so once in metrics.jsonl; with xai_strict it stops, one line."""
+    """A threshold no early D score falls under selects nothing: the run says so once in metrics.jsonl; with
+    xai_strict it stops, one line."""
     import json
 
     from xaigan import cli
 
     base = ["train", "--dataset", folder, "--epochs", "2", "--batch-size", "16", "--xai", "saliency", "--quiet"]
-    base += ["--xai-start", "0", "--xai-threshold", "0", "--xai-patience", "3", "--set", "tensorboard=false"]
+    base += ["--xai-start", "0", "--xai-threshold", "1e-9", "--xai-patience", "3", "--set", "tensorboard=false"]
     assert cli.main([*base, "--out", str(tmp_path / "warn")]) == 0
     records = [json.loads(x) for x in (tmp_path / "warn" / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in records if r.get("event") == "xai_health"]

@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 # Ranges: a name shown in the help and the check behind it.
 RANGES: dict[str, Callable[[Any], bool]] = {
     "> 0": lambda v: v > 0,
+    ">= 2": lambda v: v >= 2,
     ">= 0": lambda v: v >= 0,
     "in (0, 1]": lambda v: 0 < v <= 1,
     "in [0, 1]": lambda v: 0 <= v <= 1,
@@ -62,6 +63,16 @@ def _check_policy(value: str) -> None:
         augment.parse_policy(value)
     except ValueError as exc:
         raise ConfigError(f"diffaugment: {exc}") from exc
+
+
+def _check_prior(value: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(Path(value).expanduser()) as img:
+            img.verify()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ConfigError(f"prior: {value} is not a readable image file ({exc})") from exc
 
 
 def option(
@@ -145,9 +156,9 @@ class Config:
     )
     xai_baselines: int = option(128, "real reference images (deeplift-shap)", range="> 0", group="xai")
     xai_steps: int = option(16, "integration steps (integrated-gradients)", range="> 0", group="xai")
-    lime_samples: int = option(100, "perturbations per image (lime)", range="> 0", group="xai")
+    lime_samples: int = option(100, "perturbations per image (lime)", range=">= 2", group="xai")
     lime_segmentation: str = option("quickshift", "superpixels (lime)", choices=("quickshift", "grid"), group="xai")
-    prior: str | None = option(None, "image file of a prior mask in [0, 1] (grey)", group="xai")
+    prior: str | None = option(None, "image file of a prior mask in [0, 1] (grey)", check=_check_prior, group="xai")
     prior_mode: str = option(
         "multiply", "how the prior meets the mask", choices=("multiply", "add", "replace"), group="xai"
     )
@@ -174,6 +185,21 @@ class Config:
             value = _coerce(spec, getattr(self, spec.name))
             setattr(self, spec.name, value)
             spec.validate(value)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Settings that are each valid but together mean the guidance never runs."""
+        if self.xai == "none":
+            return
+        if int(self.xai_start * self.epochs) >= self.epochs:
+            raise ConfigError(
+                f"xai_start {self.xai_start} with {self.epochs} epochs starts the guidance after the last epoch: "
+                "it would never run (use xai: none for a standard GAN)"
+            )
+        if self.xai_select == "fake" and self.xai_threshold == 0:
+            raise ConfigError(
+                "xai_threshold 0 selects no sample (a probability is never below 0): guidance would never run"
+            )
 
     # -- mapping views ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from torch import nn
 from xaigan import data as data_mod
 from xaigan import metrics, models
 from xaigan.config import Config
-from xaigan.io import load_torch, to_uint8
+from xaigan.io import to_uint8
 from xaigan.rundir import BEST, LAST, RunDir
 from xaigan.train import Trainer, pick_device
+from xaigan.train import checkpoint as checkpoint_mod
 from xaigan.train.checkpoint import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tupl
     path = run.checkpoint(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}")
-    G.load_state_dict(load_torch(path)["G"])
+    G.load_state_dict(checkpoint_mod.load(path)["G"])
     return G, cfg
 
 

@@ -56,9 +56,24 @@ def save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class UnreadableFileError(ValueError):
+    """A file that exists but cannot be read as what it should be (truncated, garbled or foreign)."""
+
+
 def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
+
+    A missing file is ``FileNotFoundError``; a truncated, garbled or foreign file (or one carrying code, which
+    ``weights_only`` refuses) is one :class:`UnreadableFileError` naming the file, not the zip reader's traceback.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # zip reader, unpickler and weights_only refusals all land here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableFileError(f"{path} is truncated, corrupt or not a checkpoint ({first[:200]})") from exc
 
 
 def content_hash(x: Any, chunk: int = 1 << 24) -> str:

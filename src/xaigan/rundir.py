@@ -18,7 +18,9 @@ No other module spells these names; everything goes through :class:`RunDir`. Wri
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +32,34 @@ from xaigan.io import atomic_write_text
 
 LAST = "last.pt"
 BEST = "best.pt"
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training or resuming this run."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as it is held (released by :meth:`release` or when the
+    process dies, so a dead process never leaves a stale lock: ``flock`` locks belong to open files)."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "?"
+            self._handle.close()
+            raise RunLockedError(f"{path.parent} is in use by another xaigan process (pid {holder})") from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(str(os.getpid()))
+        self._handle.flush()
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
 
 
 class RunDir:
@@ -44,6 +74,7 @@ class RunDir:
     TENSORBOARD = "tensorboard"
     EVAL = "eval.json"
     SUMMARY = "summary.json"
+    LOCK = ".lock"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -107,12 +138,20 @@ class RunDir:
         return any(m.exists() for m in markers)
 
     def state(self) -> str:
-        """``done`` (trained and evaluated), ``trained`` (needs evaluation), ``partial`` (resume) or ``new``."""
+        """``done`` (trained and evaluated), ``trained`` (needs evaluation), ``partial`` (resume), ``started``
+        (stopped before its first checkpoint: nothing to resume, start again) or ``new``."""
         if self.summary_path.is_file():
             return "done" if self.eval_path.is_file() else "trained"
         if self.checkpoint(LAST).is_file():
             return "partial"
+        if self.holds_run():
+            return "started"
         return "new"
+
+    def lock(self) -> RunLock:
+        """Take the folder's lock (creating the folder); :class:`RunLockedError` when another process holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.path / self.LOCK)
 
     def clear(self) -> None:
         """Delete every file of the layout (``--overwrite``); other files in the folder are left alone."""

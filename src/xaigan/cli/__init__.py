@@ -20,16 +20,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xaigan.data import DataUnavailableError
     from xaigan.data.formats import FormatError
     from xaigan.guidance import GuidanceHealthError
-    from xaigan.train import RunExistsError
+    from xaigan.rundir import RunLockedError
+    from xaigan.train import NonFiniteLossError, RunExistsError, StopRequested
 
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError) as exc:
+    except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError, RunLockedError) as exc:
         print(f"xaigan: error: {exc}", file=sys.stderr)
         return 2
-    except GuidanceHealthError as exc:  # xai_strict: the guidance was inert; the last epoch's checkpoint stands
+    except (GuidanceHealthError, NonFiniteLossError) as exc:  # the run stopped; its last good checkpoint stands
         print(f"xaigan: error: {exc}", file=sys.stderr)
         return 1
+    except StopRequested as exc:
+        print(f"xaigan: {exc}; run the same command again to continue", file=sys.stderr)
+        return 143 if exc.signal_name == "SIGTERM" else 130
     except (FileNotFoundError, ValueError, KeyError) as exc:
         # Library errors for bad input (missing weights file, unlabelled data, ...) are one line, not a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

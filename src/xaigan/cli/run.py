@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = trainer.fit()
     if summary.get("interrupted"):
         print(f"interrupted at step {summary['step']}; continue with: xaigan train --resume {run.path}")
-        return 130
+        return 143 if summary.get("signal") == "SIGTERM" else 130
     print(f"done: {run.path}  samples: {run.samples_dir}  ({summary['train_seconds']:.0f} s training)")
     return 0
 

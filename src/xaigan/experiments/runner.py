@@ -77,12 +77,13 @@ def run_grid(
         state = run.state()
         bar.set_postfix_str(f"{spec.cell} seed {spec.seed} ({state})")
         _check_same_config(spec)
-        if state in ("new", "partial"):
-            trainer = prepare_run(spec.cfg, run, resume=state == "partial")
+        if state in ("new", "started", "partial"):
+            # "started": killed before its first checkpoint, nothing to resume: train it from the start again.
+            trainer = prepare_run(spec.cfg, run, resume=state == "partial", overwrite=state == "started")
             trainer.cfg.progress = progress
             summary = trainer.fit()
             if summary.get("interrupted"):
-                raise KeyboardInterrupt
+                raise train.StopRequested(f"stopped in {run.path} at step {summary['step']}", summary.get("signal"))
         if evaluate and state != "done":
             ev = grid.evaluation
             key = (spec.cfg.dataset, spec.cfg.data_dir, ev.get("reference", "all"), ev.get("features", "domain"))

@@ -1,13 +1,16 @@
 """Training: the paper's standard GAN step, a trainer over built parts, factories from a config, checkpoints."""
 
 from xaigan.train.checkpoint import rng_state, seed_everything, set_rng_state
-from xaigan.train.factory import RunExistsError, build_guidance, from_config, resume
+from xaigan.train.factory import DataChangedError, RunExistsError, build_guidance, from_config, resume
 from xaigan.train.logging import RunLogger
 from xaigan.train.step import gan_step, pick_device
-from xaigan.train.trainer import Trainer
+from xaigan.train.trainer import NonFiniteLossError, StopRequested, Trainer
 
 __all__ = [
+    "DataChangedError",
+    "NonFiniteLossError",
     "RunExistsError",
+    "StopRequested",
     "RunLogger",
     "Trainer",
     "build_guidance",

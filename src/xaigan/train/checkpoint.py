@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaigan.io import load_torch, save_torch
+from xaigan.io import UnreadableFileError, load_torch, save_torch
 
 
 def rng_state() -> dict[str, Any]:
@@ -99,7 +99,13 @@ class AsyncWriter:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """A checkpoint's state; missing, unreadable or incomplete files are one clear error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return load_torch(path)
+    state = load_torch(path)
+    keys = ("G", "D", "opt_g", "opt_d", "epoch", "position", "step", "rng")
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise UnreadableFileError(f"{path} is not an xaigan training checkpoint (missing {', '.join(missing)})")
+    return state

@@ -23,6 +23,17 @@ class RunExistsError(RuntimeError):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
 
 
+class DataChangedError(ValueError):
+    """A run would resume on other data than it started with."""
+
+
+def _refuse_existing(run: RunDir) -> None:
+    raise RunExistsError(
+        f"{run.path} already holds a run; use --resume {run.path} to continue it, "
+        "--overwrite to replace it, or --out to pick another folder"
+    )
+
+
 def build_augment(cfg: Config) -> DiffAugment | None:
     return DiffAugment(cfg.diffaugment) if cfg.diffaugment else None
 
@@ -83,24 +94,54 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) 
     if not isinstance(cfg, Config):
         raise ConfigError(f"from_config wants a validated Config, got {type(cfg).__name__}")
     if run.holds_run() and not overwrite:
-        raise RunExistsError(
-            f"{run.path} already holds a run; use --resume {run.path} to continue it, "
-            "--overwrite to replace it, or --out to pick another folder"
-        )
+        _refuse_existing(run)  # before loading anything: fail fast
     trainer = _build(cfg, run)  # data and models first: a bad dataset must not cost the old run
-    if overwrite:
-        run.clear()
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(trainer.cfg.to_dict())
-    run.write_data_meta(trainer.data.meta)
+    lock = run.lock()
+    try:
+        if run.holds_run() and not overwrite:
+            _refuse_existing(run)  # another process claimed it while we were loading
+        if overwrite:
+            run.clear()
+        run.write_config(trainer.cfg.to_dict())
+        run.write_data_meta(trainer.data.meta)
+    except BaseException:
+        lock.release()
+        raise
+    trainer.lock = lock
     return trainer
 
 
 def resume(run_dir: str | RunDir) -> Trainer:
     """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if run.state() == "started":
+        raise FileNotFoundError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
     if not run.config_path.is_file() or not run.checkpoint(LAST).is_file():
         raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
-    trainer = _build(Config.from_dict(run.read_config()), run)
-    trainer.load_state(checkpoint.load(run.checkpoint(LAST)))
+    lock = run.lock()
+    try:
+        state = checkpoint.load(run.checkpoint(LAST))
+        trainer = _build(Config.from_dict(run.read_config()), run)
+        _check_same_data(run, trainer.data.meta)
+        trainer.load_state(state)
+    except BaseException:
+        lock.release()
+        raise
+    trainer.lock = lock
     return trainer
+
+
+def _check_same_data(run: RunDir, now: dict) -> None:
+    """Refuse to continue a run on data whose content differs from what it started on (e.g. the offline 5k subset
+    then, full MNIST now)."""
+    if not run.data_path.is_file():
+        return
+    then = run.read_data_meta()
+    if then.get("content_sha256") and then["content_sha256"] != now.get("content_sha256"):
+        def describe(m: dict) -> str:
+            return f"{m.get('n', '?')} images from {m.get('source', '?')} {m.get('location', '')}".strip()
+
+        raise DataChangedError(
+            f"{run.path} started on other data ({describe(then)}) than is found now ({describe(now)}); "
+            "resuming would mix them. Restore the original data or start a new run"
+        )

@@ -7,10 +7,14 @@ continue a run with :func:`xaigan.train.resume`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +27,54 @@ from xaigan.data import ImageData, Loader
 from xaigan.explain import resolve_output
 from xaigan.guidance import Guidance
 from xaigan.io import make_grid, save_image_grid
-from xaigan.rundir import LAST, RunDir
+from xaigan.rundir import LAST, RunDir, RunLock
 from xaigan.train import checkpoint
 from xaigan.train.figures import save_explanations
 from xaigan.train.logging import RunLogger
 from xaigan.train.step import Augment, gan_step
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequested(Exception):
+    """A run was stopped by a signal (and checkpointed); raised by callers that drive several runs (grids)."""
+
+    def __init__(self, message: str, signal_name: str | None) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: training stops there, the last good checkpoint is kept."""
+
+
+@contextlib.contextmanager
+def deferred_stop_signals() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a request to stop at the next step boundary (the list receives the signal).
+
+    A step interrupted half-way (D updated, G not; Adam's per-parameter loop cut short) cannot be resumed exactly,
+    so the first signal only asks; a second SIGINT interrupts at once (KeyboardInterrupt, no checkpoint: the
+    last epoch's stands). Outside the main thread signals cannot be handled and nothing changes.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def ask(signum: int, _frame: object) -> None:
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("%s: stopping after this step (again to stop at once)", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, ask) for s in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Trainer:
@@ -73,6 +118,7 @@ class Trainer:
         self.extra: dict[str, Any] = {}  # small numbers callbacks keep across resumes (best FID, ...)
         self._logger: RunLogger | None = None
         self._writer = checkpoint.AsyncWriter()
+        self.lock: RunLock | None = None  # the run folder's lock, set by the factories, released when fit() ends
 
     # -- state ------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -131,7 +177,18 @@ class Trainer:
         return images
 
     def fit(self, stop_at_step: int | None = None) -> dict[str, Any]:
-        """Train to ``epochs``; with ``stop_at_step`` (or Ctrl-C) checkpoint there and return early."""
+        """Train to ``epochs``. With ``stop_at_step``, SIGINT or SIGTERM: finish the step, checkpoint, return early
+        (``{"interrupted": True, "signal": NAME or None, ...}``). A non-finite loss raises
+        :class:`NonFiniteLossError` without checkpointing the broken state."""
+        try:
+            with deferred_stop_signals() as received:
+                return self._fit(stop_at_step, received)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _fit(self, stop_at_step: int | None, received: list[int]) -> dict[str, Any]:
         cfg = self.cfg
         self.run.path.mkdir(parents=True, exist_ok=True)
         self.run.truncate_metrics(self.step)  # records after the checkpoint belong to steps trained again
@@ -148,12 +205,18 @@ class Trainer:
             dynamic_ncols=True,
         )
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < cfg.epochs and not interrupted:
                 guide = self.guidance if self.guidance_active(self.epoch) else None
                 for real in self.loader.batches(self.epoch, self.position):
                     t0 = time.perf_counter()
                     stats = gan_step(self.G, self.D, self.opt_g, self.opt_d, real, cfg, self.augment, guide)
                     seconds = time.perf_counter() - t0
+                    bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
+                    if bad:
+                        raise NonFiniteLossError(
+                            f"step {self.step + 1} (epoch {self.epoch}): non-finite {bad}; stopped before saving it, "
+                            f"the last good checkpoint is {self.run.checkpoint(LAST)} (lower the learning rates?)"
+                        )
                     self.wall_s += seconds
                     self.position += 1
                     self.step += 1
@@ -169,15 +232,12 @@ class Trainer:
                     bar.update(1)
                     if self.step % 10 == 0:
                         bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", refresh=False)
-                    if stop_at_step is not None and self.step >= stop_at_step:
+                    if received or (stop_at_step is not None and self.step >= stop_at_step):
                         interrupted = True
                         break
-                if interrupted:
-                    break
-                self._end_epoch(logger)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted at step %d; checkpointing so --resume continues here", self.step)
+                if not interrupted:
+                    self._end_epoch(logger)
+                    interrupted = bool(received)
         finally:
             bar.close()
             logger.close()
@@ -185,7 +245,10 @@ class Trainer:
             self._writer.wait()
         if interrupted:
             self.save_checkpoint()
-            return {"interrupted": True, "step": self.step, "epoch": self.epoch}
+            name = signal.Signals(received[0]).name if received else None
+            if name:
+                log.warning("%s: checkpointed at step %d; --resume continues here", name, self.step)
+            return {"interrupted": True, "signal": name, "step": self.step, "epoch": self.epoch}
         return self._finish()
 
     def log_record(self, record: dict[str, Any]) -> None:

@@ -1,0 +1,156 @@
+"""Faults a long run meets: signals inside a step, NaN losses, a second process, changed data, corrupt files,
+runs killed before their first checkpoint. Nothing already written may be lost; every error is one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import write_image_folder
+from xaigan import cli, train
+from xaigan import config as cfg_mod
+from xaigan.experiments import load_grid
+from xaigan.io import load_torch
+from xaigan.rundir import RunDir, RunLockedError
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_image_folder(tmp_path / "imgs", n=96, size=32, mode="L")
+    return tmp_path / "imgs"
+
+
+def _cfg(folder, **kw):
+    base = {"dataset": f"folder:{folder}", "epochs": 3, "batch_size": 32, "progress": False, "seed": 5}
+    return cfg_mod.resolve({**base, "tensorboard": False, **kw})
+
+
+def _same_weights(a, b):
+    sa, sb = load_torch(RunDir(a).checkpoint()), load_torch(RunDir(b).checkpoint())
+    assert sa["step"] == sb["step"]
+    for net in ("G", "D"):
+        for key in sa[net]:
+            assert torch.equal(sa[net][key], sb[net][key]), f"{net}.{key}"
+    assert sa["opt_d"]["state"][0]["step"] == sb["opt_d"]["state"][0]["step"]
+
+
+class _SignalInsideStep:
+    """Wraps a guidance: on its ``at``-th call (inside the G step, after D's update) the process signals itself."""
+
+    def __init__(self, inner, at: int, signum: int) -> None:
+        self.inner, self.at, self.signum, self.calls = inner, at, signum, 0
+
+    def __call__(self, fake, D, scores=None):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), self.signum)
+        return self.inner(fake, D, scores)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
+def test_signal_inside_a_step_finishes_it_and_resumes_bit_identical(tmp_path, folder, signum, name):
+    cfg = _cfg(folder, xai="saliency", xai_start=0.0, xai_select="all")
+    train.from_config(cfg, tmp_path / "straight").fit()
+    trainer = train.from_config(cfg, tmp_path / "stopped")
+    trainer.guidance = _SignalInsideStep(trainer.guidance, at=5, signum=signum)
+    result = trainer.fit()
+    assert result == {"interrupted": True, "signal": name, "step": 5, "epoch": 1}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    train.resume(tmp_path / "stopped").fit()
+    _same_weights(tmp_path / "straight", tmp_path / "stopped")
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, folder, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--dataset", f"folder:{folder}", "--epochs", "3", "--batch-size", "32", "--quiet", "--out"]
+    assert cli.main([*args, str(out), "--lr-d", "1e30", "--lr-g", "1e30"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "non-finite" in err and "step " in err
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in metrics.jsonl"))
+    assert not (out / "summary.json").exists()
+    if RunDir(out).checkpoint().exists():  # whatever was checkpointed is finite
+        state = load_torch(RunDir(out).checkpoint())
+        assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_overwrite_leaves_no_old_result_behind(tmp_path, folder):
+    run = RunDir(tmp_path / "run")
+    train.from_config(_cfg(folder, epochs=1), run).fit()
+    run.write_eval({"fid": 1.0})
+    train.from_config(_cfg(folder, epochs=1), run, overwrite=True)
+    assert not run.eval_path.exists() and not run.summary_path.exists() and run.config_path.exists()
+
+
+def test_a_second_process_cannot_take_a_run_in_use(tmp_path, folder):
+    first = train.from_config(_cfg(folder, epochs=1), tmp_path / "run")
+    with pytest.raises(RunLockedError, match=f"in use by another xaigan process \\(pid {os.getpid()}\\)"):
+        train.from_config(_cfg(folder, epochs=1), tmp_path / "run", overwrite=True)
+    first.fit()  # releases the lock when done
+    train.from_config(_cfg(folder, epochs=1), tmp_path / "run", overwrite=True)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, folder):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / RunDir.LOCK).write_text("999999")  # the file stays, the dead process's flock does not
+    train.from_config(_cfg(folder, epochs=1), run).fit()
+    assert run.summary_path.is_file()
+
+
+def test_resume_refuses_changed_data(tmp_path, folder, capsys):
+    out = tmp_path / "run"
+    train.from_config(_cfg(folder), out).fit(stop_at_step=2)
+    before = RunDir(out).checkpoint().read_bytes()
+    write_image_folder(folder, n=100, size=32, mode="L", seed=9)  # more images appear in the folder
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "started on other data" in err and "96 images" in err
+    assert RunDir(out).checkpoint().read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble", "foreign"])
+def test_damaged_checkpoint_is_one_clear_error(tmp_path, folder, capsys, damage):
+    out = tmp_path / "run"
+    train.from_config(_cfg(folder), out).fit(stop_at_step=2)
+    ckpt = RunDir(out).checkpoint()
+    payload = ckpt.read_bytes()
+    if damage == "truncate":
+        ckpt.write_bytes(payload[: len(payload) // 2])
+    elif damage == "garble":
+        ckpt.write_bytes(payload[:100] + bytes(200) + payload[300:])
+    else:
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    damaged = ckpt.read_bytes()
+    for command in (["train", "--resume", str(out), "--quiet"], ["evaluate", str(out), "--n", "10"]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(ckpt) in err, err
+    assert ckpt.read_bytes() == damaged  # nothing rewritten
+
+
+def test_grid_gets_past_a_run_killed_before_its_first_checkpoint(tmp_path, folder):
+    spec = {
+        "name": "tiny",
+        "base": {"dataset": f"folder:{folder}", "batch_size": 32},
+        "budgets": {"quick": {"epochs": 1}},
+        "cells": {"normal": {"xai": "none"}},
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    run_spec = load_grid(tmp_path / "grid.yaml").runs(tmp_path / "out", "quick", [0])[0]
+    run = RunDir(run_spec.run_dir)
+    run.path.mkdir(parents=True)
+    run.write_config(run_spec.cfg.to_dict())  # what a kill during the first epoch leaves behind
+    assert run.state() == "started"
+    with pytest.raises(FileNotFoundError, match="before its first checkpoint"):
+        train.resume(run)
+    assert cli.main(["reproduce", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "out"), "--no-eval"]) == 0
+    assert run.state() == "trained"
