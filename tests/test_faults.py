@@ -154,3 +154,49 @@ def test_grid_gets_past_a_run_killed_before_its_first_checkpoint(tmp_path, folde
         train.resume(run)
     assert cli.main(["reproduce", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "out"), "--no-eval"]) == 0
     assert run.state() == "trained"
+
+
+class _Payload:
+    """Unpickling this calls os.mkdir(target): the shape of a crafted pickle that runs code."""
+
+    def __init__(self, target) -> None:
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+def test_cifar_pickles_carrying_code_are_refused_and_never_run(tmp_path):
+    import pickle
+
+    from tests.conftest import write_cifar
+    from xaigan import data
+    from xaigan.data.formats import FormatError
+
+    write_cifar(tmp_path / "c", archive=False)
+    batch = tmp_path / "c" / "cifar-10-batches-py" / "test_batch"
+    marker = tmp_path / "was_run"
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [1]}, protocol=2))
+    with pytest.raises(FormatError, match="refusing to load posix.mkdir|refusing to load os.mkdir"):
+        data.load("cifar10", data_dir=str(tmp_path / "c"), split="test")
+    assert not marker.exists()
+
+
+def test_corrupt_archives_are_format_errors(tmp_path, capsys):
+    from tests.conftest import write_cifar, write_idx_dataset
+
+    write_cifar(tmp_path / "c", archive=True)
+    tar = tmp_path / "c" / "cifar-10-python.tar.gz"
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    for sub in ("cifar-10-batches-py",):  # only the (damaged) archive is left to read
+        import shutil
+
+        shutil.rmtree(tmp_path / "c" / sub)
+    write_idx_dataset(tmp_path / "m")
+    gz = tmp_path / "m" / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:40] + b"\x00" * 50 + gz.read_bytes()[90:])
+    for name, folder in (("cifar10", "c"), ("mnist", "m")):
+        args = ["train", "--dataset", name, "--data-dir", str(tmp_path / folder), "--out", str(tmp_path / name)]
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "xaigan: error:" in err and str(tmp_path / folder) in err, err

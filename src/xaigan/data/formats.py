@@ -10,6 +10,7 @@ import gzip
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def read_bytes(path: Path) -> bytes:
         with gzip.open(path, "rb") as handle:
             try:
                 return handle.read()
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise FormatError(f"{path} is not a valid gzip file: {exc}") from exc
     return path.read_bytes()
 
@@ -65,10 +66,30 @@ def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.
     return images.astype(np.uint8)[:, None], labels.astype(np.int64)
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds plain containers and numpy arrays and nothing else: a crafted "batch" cannot name
+    a callable (os.system, ...) to run."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 carry bytes as latin-1 text: harmless
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a CIFAR-10 batch holds only arrays)")
+        return super().find_class(module, name)
+
+
 def _cifar_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     # The official batches are pickled dicts with bytes keys; there is no other distribution of this format.
     try:
-        batch = pickle.loads(raw, encoding="bytes")  # noqa: S301
+        batch = _ArraysOnly(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # pickle raises many types
         raise FormatError(f"{source}: not a CIFAR-10 python batch ({exc})") from exc
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
@@ -88,14 +109,17 @@ def read_cifar10(location: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np
     location = Path(location)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     if location.is_file():
-        with tarfile.open(location, "r:gz") as archive:
-            members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
-            for name in names:
-                if name not in members:
-                    raise FormatError(f"{location}: archive has no {name}")
-                handle = archive.extractfile(members[name])
-                assert handle is not None
-                parts.append(_cifar_batch(handle.read(), f"{location}:{name}"))
+        try:
+            with tarfile.open(location, "r:gz") as archive:
+                members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+                for name in names:
+                    if name not in members:
+                        raise FormatError(f"{location}: archive has no {name}")
+                    handle = archive.extractfile(members[name])
+                    assert handle is not None
+                    parts.append(_cifar_batch(handle.read(), f"{location}:{name}"))
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise FormatError(f"{location} is not a readable cifar-10-python.tar.gz ({exc})") from exc
     else:
         folder = location / "cifar-10-batches-py" if (location / "cifar-10-batches-py").is_dir() else location
         for name in names:

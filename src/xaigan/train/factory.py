@@ -138,6 +138,7 @@ def _check_same_data(run: RunDir, now: dict) -> None:
         return
     then = run.read_data_meta()
     if then.get("content_sha256") and then["content_sha256"] != now.get("content_sha256"):
+
         def describe(m: dict) -> str:
             return f"{m.get('n', '?')} images from {m.get('source', '?')} {m.get('location', '')}".strip()
 
