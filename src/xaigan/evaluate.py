@@ -137,7 +137,7 @@ class Evaluator:
 
 def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tuple[nn.Module, Config]:
     """The generator of a run's checkpoint (on CPU) and the run's config."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run_dir)
     cfg = Config.from_dict(run.read_config())
     shape = run.read_data_meta()["image_shape"]
     G, _ = models.build(cfg.model, shape[0], shape[1], cfg.noise_dim)
@@ -164,7 +164,7 @@ def evaluate_run(
 
     ``device``: where G runs and features are extracted (default: the run's own device setting).
     """
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run_dir)
     G, cfg = load_generator(run, checkpoint)
     where = pick_device(cfg.device) if device is None else torch.device(device)
     G.to(where)

@@ -63,7 +63,7 @@ class RunLock:
 
 
 class RunDir:
-    """One run folder (it need not exist yet)."""
+    """One run folder (it need not exist yet); ``RunDir(path)`` also accepts a ``RunDir`` (it is path-like)."""
 
     CONFIG = "config.yaml"
     DATA = "data.json"

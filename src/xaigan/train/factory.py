@@ -81,16 +81,15 @@ def _build(cfg: Config, run: RunDir) -> Trainer:
         cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
     )
     G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim)
-    cfg = cfg.replace(d_output=explain.resolve_output(D, cfg.d_output))
     augment = build_augment(cfg)
     trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device)
-    trainer.guidance = build_guidance(cfg, data.images, augment, device)
+    trainer.guidance = build_guidance(trainer.cfg, data.images, augment, device)  # d_output resolved from D
     return trainer
 
 
 def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) -> Trainer:
     """A new run of ``cfg`` in ``run_dir``: refuses a folder that holds a run unless ``overwrite``."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run_dir)
     if not isinstance(cfg, Config):
         raise ConfigError(f"from_config wants a validated Config, got {type(cfg).__name__}")
     if run.holds_run() and not overwrite:
@@ -113,7 +112,7 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) 
 
 def resume(run_dir: str | RunDir) -> Trainer:
     """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run_dir)
     if run.state() == "started":
         raise FileNotFoundError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
     if not run.config_path.is_file() or not run.checkpoint(LAST).is_file():

@@ -101,7 +101,7 @@ class Trainer:
     ) -> None:
         self.device = torch.device(device)
         self.cfg = cfg.replace(d_output=resolve_output(D, cfg.d_output))
-        self.run = run if isinstance(run, RunDir) else RunDir(run)
+        self.run = RunDir(run)
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
         self.loader = Loader(data.images, self.cfg.batch_size, self.cfg.seed, self.cfg.drop_last, self.device)
