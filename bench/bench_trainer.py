@@ -74,13 +74,13 @@ def main() -> None:
         steps = len(trainer.loader)
         marks = {"t": time.perf_counter()}
 
-        def interleave(tr: Trainer) -> None:
-            if tr.epoch > 0:  # epoch 0 is warm-up for both
+        def interleave(tr: Trainer, epoch: int) -> None:
+            if epoch > 0:  # epoch 0 is warm-up for both
                 ours.append((time.perf_counter() - marks["t"]) / steps)
             t0 = time.perf_counter()
             # The plain loop trains the trainer's own G, D and optimisers: same weights, same arithmetic.
-            n = plain_epoch(tr.G, tr.D, tr.opt_g, tr.opt_d, floats, cfg.batch_size, tr.epoch)
-            if tr.epoch > 0:
+            n = plain_epoch(tr.G, tr.D, tr.opt_g, tr.opt_d, floats, cfg.batch_size, epoch)
+            if epoch > 0:
                 plain.append((time.perf_counter() - t0) / n)
             marks["t"] = time.perf_counter()
 

@@ -16,7 +16,7 @@ from xaigan import cli, train
 from xaigan import config as cfg_mod
 from xaigan.experiments import load_grid
 from xaigan.io import load_torch
-from xaigan.rundir import RunDir, RunLockedError
+from xaigan.rundir import PREVIOUS, RunDir, RunLockedError
 
 
 @pytest.fixture
@@ -200,3 +200,78 @@ def test_corrupt_archives_are_format_errors(tmp_path, capsys):
         assert cli.main(args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "xaigan: error:" in err and str(tmp_path / folder) in err, err
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, folder, caplog):
+    cfg = _cfg(folder)
+    train.from_config(cfg, tmp_path / "straight").fit()
+    run = RunDir(tmp_path / "stopped")
+    train.from_config(cfg, run).fit(stop_at_step=7)  # epochs 0 and 1 checkpointed (3 steps each), then step 7
+    previous = load_torch(run.checkpoint(PREVIOUS))
+    assert previous["step"] == 6 and load_torch(run.checkpoint())["step"] == 7
+    run.checkpoint().write_bytes(run.checkpoint().read_bytes()[:1000])  # torn by bit rot, a bad disk, a user
+    trainer = train.resume(run)
+    assert trainer.step == 6 and "resuming from" in caplog.text and "previous.pt" in caplog.text
+    trainer.fit()
+    _same_weights(tmp_path / "straight", run)
+    assert not run.checkpoint(PREVIOUS).exists()  # a finished run keeps one checkpoint
+    steps = [r["step"] for r in run.read_metrics() if "d_loss" in r]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_epoch_callbacks_run_after_the_checkpoint_and_again_on_resume(tmp_path, folder):
+    """A failing evaluation must not cost the epoch it evaluates: the epoch is checkpointed first, marked as
+    pending, and its callbacks run again (once) when the run resumes."""
+    cfg = _cfg(folder)
+    seen: list[tuple[int, int]] = []
+
+    def flaky(tr, epoch):
+        seen.append((epoch, tr.step))
+        tr.log_record({"epoch": epoch, "step": tr.step, "score": float(epoch)})
+        if epoch == 1 and len(seen) == 2:
+            raise RuntimeError("evaluation failed")
+
+    run = RunDir(tmp_path / "run")
+    trainer = train.from_config(cfg, run)
+    trainer.callbacks.append(flaky)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        trainer.fit()
+    state = load_torch(run.checkpoint())
+    assert (state["epoch"], state["step"], state["pending_epoch"]) == (2, 6, 1)  # epoch 1 kept, its callback due
+    trainer = train.resume(run)
+    trainer.callbacks.append(flaky)
+    trainer.fit()
+    assert seen == [(0, 3), (1, 6), (1, 6), (2, 9)]
+    scores = [(r["epoch"], r["step"]) for r in run.read_metrics() if "score" in r]
+    assert scores == [(0, 3), (1, 6), (2, 9)]  # the failed attempt's record is gone, none is doubled
+    train.from_config(cfg, tmp_path / "straight").fit()
+    _same_weights(tmp_path / "straight", run)
+
+
+def test_missing_inception_weights_fail_before_training(tmp_path, folder, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("XAIGAN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XAIGAN_INCEPTION_WEIGHTS", raising=False)
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    out = tmp_path / "run"
+    args = ["train", "--dataset", f"folder:{folder}", "--epochs", "3", "--quiet", "--out", str(out)]
+    assert cli.main([*args, "--set", "eval_every=1", "--set", "eval_features=inception"]) == 2
+    assert "Inception-v3 weights not found" in capsys.readouterr().err
+    assert not RunDir(out).metrics_path.exists() and not RunDir(out).checkpoint().exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_follow_the_umask(tmp_path, umask):
+    from xaigan.io import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "report.html", "<p>hi</p>")
+        with open(tmp_path / "plain.html", "w") as handle:  # what any other program would create
+            handle.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == (tmp_path / "plain.html").stat().st_mode & 0o777
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o666 & ~umask

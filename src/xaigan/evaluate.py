@@ -188,16 +188,19 @@ def attach(trainer: Trainer) -> None:
     cfg = trainer.cfg
     state: dict[str, Any] = {}
 
-    def callback(tr: Trainer) -> None:
-        if (tr.epoch + 1) % cfg.eval_every and tr.epoch + 1 != cfg.epochs:
+    if cfg.eval_features == "inception":
+        metrics.inception.resolve_weights_path(None)  # missing weights fail now, not after the first epochs
+
+    def callback(tr: Trainer, epoch: int) -> None:
+        if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
             return
         rng = rng_state()  # evaluation (and a first-time domain-classifier training) must not shift training's RNG
         try:
-            _evaluate(tr)
+            _evaluate(tr, epoch)
         finally:
             set_rng_state(rng)
 
-    def _evaluate(tr: Trainer) -> None:
+    def _evaluate(tr: Trainer, epoch: int) -> None:
         if "evaluator" not in state:
             state["evaluator"] = Evaluator(
                 cfg.dataset,
@@ -207,13 +210,13 @@ def attach(trainer: Trainer) -> None:
                 device=tr.device,
             )
         result = state["evaluator"].score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)
-        record = {"epoch": tr.epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
+        record = {"epoch": epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
         record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
         tr.log_record(record)
         if result["fid"] < tr.extra.get("best_fid", float("inf")):
             tr.extra["best_fid"] = result["fid"]
-            tr.extra["best_epoch"] = tr.epoch
+            tr.extra["best_epoch"] = epoch
             tr.save_checkpoint(BEST)
-        log.info("epoch %d: FID %.3f (best %.3f)", tr.epoch, result["fid"], tr.extra["best_fid"])
+        log.info("epoch %d: FID %.3f (best %.3f)", epoch, result["fid"], tr.extra["best_fid"])
 
     trainer.callbacks.append(callback)

@@ -15,12 +15,31 @@ import torch
 from PIL import Image
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``os.umask`` can only set it, and setting
+    it briefly would race with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Write via a temp file in the same folder, fsync, then rename: readers never see a partial file."""
+    """Write via a temp file in the same folder, fsync, then rename: readers never see a partial file.
+
+    The file gets the mode a plain ``open(path, "w")`` would (0666 less the umask), not ``mkstemp``'s 0600: a
+    report copied to a web folder must stay readable.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

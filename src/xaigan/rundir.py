@@ -6,7 +6,8 @@
       config.yaml        every resolved config key
       data.json          where the data came from (source, subset, content hash)
       metrics.jsonl      one JSON record per logged step or evaluation
-      checkpoints/       last.pt (resume), best.pt (best FID when evaluated during training)
+      checkpoints/       last.pt (resume), previous.pt (the one before, until the run finishes),
+                         best.pt (best FID when evaluated during training)
       samples/           epoch_NNNN.png from the fixed noise
       explanations/      epoch_NNNN.png: samples beside the heat-maps of D's explanations
       tensorboard/       TensorBoard logs (when installed)
@@ -31,6 +32,7 @@ import yaml
 from xaigan.io import atomic_write_text
 
 LAST = "last.pt"
+PREVIOUS = "previous.pt"
 BEST = "best.pt"
 
 
@@ -142,7 +144,7 @@ class RunDir:
         (stopped before its first checkpoint: nothing to resume, start again) or ``new``."""
         if self.summary_path.is_file():
             return "done" if self.eval_path.is_file() else "trained"
-        if self.checkpoint(LAST).is_file():
+        if self.checkpoint(LAST).is_file() or self.checkpoint(PREVIOUS).is_file():
             return "partial"
         if self.holds_run():
             return "started"
@@ -208,9 +210,15 @@ class RunDir:
                 continue
         return records
 
-    def truncate_metrics(self, step: int) -> None:
-        """Keep only records up to ``step`` (those after a checkpoint belong to steps that will be trained again)."""
-        records = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+    def truncate_metrics(self, step: int, epoch_end_too: bool = False) -> None:
+        """Keep only records up to ``step`` (those after a checkpoint belong to steps that will be trained again);
+        with ``epoch_end_too`` also drop the epoch-end records (evaluations) logged at ``step`` itself."""
+
+        def keep(r: dict[str, Any]) -> bool:
+            s = r.get("step", 0)
+            return s < step or (s == step and not (epoch_end_too and "epoch_end" in r))
+
+        records = [r for r in self.read_metrics() if keep(r)]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from xaigan.cli.errors import CLIError
@@ -26,16 +27,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError, RunLockedError) as exc:
-        print(f"xaigan: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2, args.verbose)
     except (GuidanceHealthError, NonFiniteLossError) as exc:  # the run stopped; its last good checkpoint stands
-        print(f"xaigan: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1, args.verbose)
     except StopRequested as exc:
         print(f"xaigan: {exc}; run the same command again to continue", file=sys.stderr)
         return 143 if exc.signal_name == "SIGTERM" else 130
     except (FileNotFoundError, ValueError, KeyError) as exc:
         # Library errors for bad input (missing weights file, unlabelled data, ...) are one line, not a traceback.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"xaigan: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2, args.verbose)
+    except OSError as exc:  # disk full, read-only folder, no permission: atomic writes left earlier files intact
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        return _fail(f"cannot read or write{where}: {reason}; files written before are intact", 1, args.verbose)
+
+
+def _fail(exc: BaseException | str, code: int, verbose: bool) -> int:
+    """One error line on stderr (the traceback above it only with ``-v``); returns the exit code."""
+    if verbose:
+        traceback.print_exc()
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    print(f"xaigan: error: {message}", file=sys.stderr)
+    return code

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (temp file, fsync, rename)."""
+def save(path: Path, payload: dict[str, Any], previous: Path | None = None) -> None:
+    """Write atomically (temp file, fsync, rename). With ``previous``, the file ``path`` held is kept there first
+    (a hard link, so ``path`` itself is never missing)."""
+    path = Path(path)
+    if previous is not None and path.is_file():
+        link = previous.with_name(f".{previous.name}.link")
+        link.unlink(missing_ok=True)
+        try:
+            os.link(path, link)
+        except OSError:  # filesystems without hard links
+            shutil.copyfile(path, link)
+        os.replace(link, previous)
     save_torch(payload, path)
 
 
@@ -76,13 +88,13 @@ class AsyncWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def submit(self, path: Path, payload: dict[str, Any]) -> None:
+    def submit(self, path: Path, payload: dict[str, Any], previous: Path | None = None) -> None:
         self.wait()
         state = snapshot(payload)
 
         def run() -> None:
             try:
-                save(path, state)
+                save(path, state, previous)
             except BaseException as exc:  # re-raised on the training thread by wait()
                 self._error = exc
 

@@ -6,6 +6,8 @@ folder. Loading a checkpoint never rewrites a file; a resumed run's metrics are 
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from xaigan import data as data_mod
@@ -13,10 +15,13 @@ from xaigan import explain, models
 from xaigan.augment import DiffAugment
 from xaigan.config import Config, ConfigError
 from xaigan.guidance import XAIGuidance
-from xaigan.rundir import LAST, RunDir
+from xaigan.io import UnreadableFileError
+from xaigan.rundir import LAST, PREVIOUS, RunDir
 from xaigan.train import checkpoint
 from xaigan.train.step import pick_device
 from xaigan.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 class RunExistsError(RuntimeError):
@@ -111,15 +116,16 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) 
 
 
 def resume(run_dir: str | RunDir) -> Trainer:
-    """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint."""
+    """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint (or, if that
+    is missing or damaged, at the one before it, with a warning)."""
     run = RunDir(run_dir)
     if run.state() == "started":
         raise FileNotFoundError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
-    if not run.config_path.is_file() or not run.checkpoint(LAST).is_file():
+    if not run.config_path.is_file() or run.state() == "new":
         raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
     lock = run.lock()
     try:
-        state = checkpoint.load(run.checkpoint(LAST))
+        state = _load_last_good(run)
         trainer = _build(Config.from_dict(run.read_config()), run)
         _check_same_data(run, trainer.data.meta)
         trainer.load_state(state)
@@ -128,6 +134,17 @@ def resume(run_dir: str | RunDir) -> Trainer:
         raise
     trainer.lock = lock
     return trainer
+
+
+def _load_last_good(run: RunDir) -> dict:
+    try:
+        return checkpoint.load(run.checkpoint(LAST))
+    except (FileNotFoundError, UnreadableFileError) as exc:
+        if not run.checkpoint(PREVIOUS).is_file():
+            raise
+        state = checkpoint.load(run.checkpoint(PREVIOUS))
+        log.warning("%s; resuming from %s (step %d) instead", exc, run.checkpoint(PREVIOUS), state["step"])
+        return state
 
 
 def _check_same_data(run: RunDir, now: dict) -> None:

@@ -27,7 +27,7 @@ from xaigan.data import ImageData, Loader
 from xaigan.explain import resolve_output
 from xaigan.guidance import Guidance
 from xaigan.io import make_grid, save_image_grid
-from xaigan.rundir import LAST, RunDir, RunLock
+from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint
 from xaigan.train.figures import save_explanations
 from xaigan.train.logging import RunLogger
@@ -114,7 +114,10 @@ class Trainer:
         self.guidance = guidance
         self.epoch, self.position, self.step = 0, 0, 0
         self.wall_s = 0.0
-        self.callbacks: list[Callable[[Trainer], None]] = []  # called at each epoch end (evaluation, ...)
+        # Called as callback(trainer, finished_epoch) at each epoch end (evaluation, ...), after that epoch's
+        # checkpoint: a callback that fails or is killed costs no training, and resume runs it again first.
+        self.callbacks: list[Callable[[Trainer, int], None]] = []
+        self.pending_epoch: int | None = None  # an epoch whose callbacks have not finished yet
         self.extra: dict[str, Any] = {}  # small numbers callbacks keep across resumes (best FID, ...)
         self._logger: RunLogger | None = None
         self._writer = checkpoint.AsyncWriter()
@@ -135,6 +138,7 @@ class Trainer:
             "rng": checkpoint.rng_state(),
             "config": json.dumps(self.cfg.to_dict()),
             "extra": json.dumps(self.extra),
+            "pending_epoch": -1 if self.pending_epoch is None else self.pending_epoch,
         }
         if self.guidance is not None:
             payload["guidance"] = json.dumps(self.guidance.state_dict())
@@ -149,15 +153,20 @@ class Trainer:
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
         self.wall_s = state.get("wall_s", 0.0)
         self.extra = json.loads(state.get("extra", "{}"))
+        pending = int(state.get("pending_epoch", -1))
+        self.pending_epoch = None if pending < 0 else pending
         self.fixed_noise = state["fixed_noise"].to(self.device)
         if self.guidance is not None and "guidance" in state:
             self.guidance.load_state_dict(json.loads(state["guidance"]))
         checkpoint.set_rng_state(state["rng"])
 
     def save_checkpoint(self, name: str = LAST, wait: bool = True) -> Path:
-        """Write ``checkpoints/NAME`` atomically; with ``wait=False`` it is written in the background."""
+        """Write ``checkpoints/NAME`` atomically; with ``wait=False`` it is written in the background. The
+        checkpoint ``last.pt`` replaces is kept as ``previous.pt`` (resume falls back to it if ``last.pt`` is
+        damaged)."""
         path = self.run.checkpoint(name)
-        self._writer.submit(path, self.state())
+        previous = self.run.checkpoint(PREVIOUS) if name == LAST else None
+        self._writer.submit(path, self.state(), previous=previous)
         if wait:
             self._writer.wait()
         return path
@@ -191,8 +200,12 @@ class Trainer:
     def _fit(self, stop_at_step: int | None, received: list[int]) -> dict[str, Any]:
         cfg = self.cfg
         self.run.path.mkdir(parents=True, exist_ok=True)
-        self.run.truncate_metrics(self.step)  # records after the checkpoint belong to steps trained again
+        # Records after the checkpoint belong to steps trained again (and to epoch-end callbacks run again).
+        self.run.truncate_metrics(self.step, epoch_end_too=self.pending_epoch is not None)
         logger = self._logger = RunLogger(self.run, tensorboard=cfg.tensorboard)
+        if self.pending_epoch is not None:  # stopped while evaluating the epoch before the checkpoint
+            self._run_callbacks()
+            self.save_checkpoint(wait=False)
         steps_per_epoch = len(self.loader)
         self.G.train()
         self.D.train()
@@ -255,6 +268,8 @@ class Trainer:
         """Append a record (e.g. an evaluation) to ``metrics.jsonl`` while training."""
         if self._logger is None:
             raise RuntimeError("log_record is only available while fit() runs")
+        if self.pending_epoch is not None:  # dropped when resume runs the epoch's callbacks again
+            record = {**record, "epoch_end": self.pending_epoch}
         self._logger.log(record)
 
     def _end_epoch(self, logger: RunLogger) -> None:
@@ -266,12 +281,22 @@ class Trainer:
                 path = self.run.explanation_path(finished)
                 pairs = save_explanations(self.guidance, self.G, self.D, self.fixed_noise[:32], path)
                 logger.image("explanations", make_grid(pairs), self.step)
-        for callback in self.callbacks:
-            callback(self)
         self.epoch += 1
         self.position = 0
-        if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
+        due = self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs
+        if self.callbacks:
+            self.pending_epoch = finished
+            if due:
+                self.save_checkpoint(wait=False)
+            self._run_callbacks()
+        if due:
             self.save_checkpoint(wait=False)  # fit() waits for it before returning
+
+    def _run_callbacks(self) -> None:
+        assert self.pending_epoch is not None
+        for callback in self.callbacks:
+            callback(self, self.pending_epoch)
+        self.pending_epoch = None
 
     def _finish(self) -> dict[str, Any]:
         records = [r for r in self.run.read_metrics() if "d_loss" in r]
@@ -290,4 +315,5 @@ class Trainer:
             "samples": str(self.run.samples_dir),
         }
         self.run.write_summary(summary)
+        self.run.checkpoint(PREVIOUS).unlink(missing_ok=True)  # finished: last.pt is the result, halve the disk
         return summary
