@@ -39,6 +39,8 @@ def fake_grid_output(out):
                 "precision": 0.5,
                 "recall": 0.4,
                 "extractor": extractor,
+                "reference": {"dataset": "fashion-mnist", "split": "all", "n": 70000, "content_sha256": "r0"},
+                "n": 10000,
             }
             (run / "eval.json").write_text(json.dumps(result))
             lines = [
@@ -142,3 +144,43 @@ def test_report_refuses_mixed_extractors(tmp_path):
     with pytest.raises(ValueError, match="different feature extractors"):
         build_report(out)
     assert not (out / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"reference": {"dataset": "fashion-mnist", "split": "all", "n": 70000, "content_sha256": "r1"}},
+            "content_sha256",
+        ),
+        ({"reference": {"dataset": "fashion-mnist", "split": "test", "n": 10000, "content_sha256": "r0"}}, "split"),
+        ({"n": 5000}, "generated samples"),
+        ({"reference": None}, "does not record its reference set"),
+    ],
+)
+def test_report_refuses_runs_scored_against_another_reference(tmp_path, change, message):
+    out = fake_grid_output(tmp_path / "grid")
+    path = out / "saliency" / "seed_2" / "eval.json"
+    result = {**json.loads(path.read_text()), **change}
+    path.write_text(json.dumps({k: v for k, v in result.items() if v is not None}))
+    with pytest.raises(ValueError, match=message) as info:
+        build_report(out)
+    assert "saliency/seed_2" in str(info.value)
+
+
+def test_runs_on_different_datasets_may_use_different_extractors(tmp_path):
+    """A two-dataset grid scored with each dataset's own domain extractor aggregates; each cell keeps its own."""
+    out = fake_grid_output(tmp_path / "grid")
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["cells"]["lime"] = {"xai": "lime", "dataset": "mnist"}
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    for seed in range(3):
+        path = out / "lime" / f"seed_{seed}" / "eval.json"
+        result = json.loads(path.read_text())
+        result["extractor"] = {"id": "domain-mnist", "weights_hash": "def"}
+        result["reference"] = {"dataset": "mnist", "split": "all", "n": 5000, "content_sha256": "m0"}
+        path.write_text(json.dumps(result))
+    build_report(out)
+    rows = {r["cell"]: r for r in json.loads((out / "aggregate.json").read_text())}
+    assert rows["lime"]["extractor"] == "domain-mnist" and rows["normal"]["extractor"] == "domain-test"
+    assert rows["lime"]["baseline"] is None  # no xai-none cell on mnist: nothing to compare with

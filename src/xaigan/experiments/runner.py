@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from xaigan import train
 from xaigan.config import Config, ConfigError
 from xaigan.evaluate import Evaluator, attach, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
+from xaigan.io import atomic_write_bytes, atomic_write_text
 from xaigan.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,12 @@ def run_grid(
     out.mkdir(parents=True, exist_ok=True)
     specs = grid.runs(out, budget, seeds)
     if grid.path is not None and grid.path.resolve() != (out / "grid.yaml").resolve():
-        shutil.copyfile(grid.path, out / "grid.yaml")  # the report needs the grid, from the folder alone
-    (out / "grid.json").write_text(
-        json.dumps({"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds}, indent=2)
+        atomic_write_bytes(
+            out / "grid.yaml", grid.path.read_bytes()
+        )  # the report needs the grid, from the folder alone
+    atomic_write_text(
+        out / "grid.json",
+        json.dumps({"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds}, indent=2),
     )
     evaluators: dict[tuple, Evaluator] = {}
     records = []

@@ -219,12 +219,16 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         if key in series
     }
     images = collect_images(out_dir, records)
-    extractor = next((r["eval"]["extractor"] for r in records if r["eval"]), {})
+    extractors = {r["eval"]["extractor"]["id"]: r["eval"]["extractor"] for r in records if r["eval"]}
+
+    def describe(e: dict[str, Any]) -> str:
+        acc = f", held-out accuracy {e['accuracy']:.4f}" if "accuracy" in e else ""
+        return f"{e.get('id', '?')} (weights {e.get('weights_hash', '?')}{acc})"
+
     notes = [
         f"grid {grid.name} ({grid.path.name}), budget {meta['budget']}, seeds {meta['seeds']}; "
         f"{len(records)} finished runs",
-        f"features: {extractor.get('id', '?')} (weights {extractor.get('weights_hash', '?')}"
-        + (f", held-out accuracy {extractor['accuracy']:.4f})" if "accuracy" in extractor else ")"),
+        "features: " + ("; ".join(describe(e) for e in extractors.values()) or "none (no run evaluated)"),
         "ΔFID is the change of the mean FID against the baseline cell (same data and augmentation); the paired "
         "t-test compares FIDs seed by seed (two-sided).",
         "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
