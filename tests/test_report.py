@@ -184,3 +184,40 @@ def test_runs_on_different_datasets_may_use_different_extractors(tmp_path):
     rows = {r["cell"]: r for r in json.loads((out / "aggregate.json").read_text())}
     assert rows["lime"]["extractor"] == "domain-mnist" and rows["normal"]["extractor"] == "domain-test"
     assert rows["lime"]["baseline"] is None  # no xai-none cell on mnist: nothing to compare with
+
+
+HOSTILE = [
+    "<script>document.documentElement.setAttribute('data-pwned','script')</script>",
+    "<img src=x onerror=\"document.documentElement.setAttribute('data-pwned','img')\">",
+    "\"><svg onload=document.documentElement.setAttribute('data-pwned','svg')>",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed")
+def test_hostile_values_in_run_files_render_as_text_and_run_no_script(tmp_path):
+    """Run files are not trusted: an eval.json whose extractor id and weights hash carry HTML and scripts (every
+    run of the grid, so aggregation accepts them) must show that text verbatim and run nothing."""
+    out = fake_grid_output(tmp_path / "grid")
+    for path in out.glob("*/seed_*/eval.json"):
+        result = json.loads(path.read_text())
+        result["extractor"] = {"id": HOSTILE[0] + HOSTILE[2], "weights_hash": HOSTILE[1], "accuracy": 0.5}
+        path.write_text(json.dumps(result))
+    md_path, html_path = build_report(out)
+    md = md_path.read_text()
+    assert not any(h in md for h in HOSTILE) and "&lt;script&gt;" in md  # shown as text by Markdown viewers too
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=3000"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    page = dom.stdout
+    assert dom.returncode == 0 and "<body" in page
+    assert "data-pwned" not in re.search(r"<html[^>]*>", page).group(0)  # no script, handler or onload ran
+    assert page.count("<img") == 3 + 2 * 2 and "<script" not in page and "<svg onload" not in page
+    for h in HOSTILE:  # each payload is on the page, as text
+        assert html_escape(h) in page, h
+
+
+def html_escape(value: str) -> str:
+    import html
+
+    return html.escape(value, quote=False)

@@ -2,6 +2,9 @@
 
 import sys
 
-from xaigan.cli import main
+try:
+    from xaigan.cli import main
+except KeyboardInterrupt:  # Ctrl-C while importing: nothing started yet
+    sys.exit(130)
 
 sys.exit(main())

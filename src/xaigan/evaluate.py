@@ -102,10 +102,14 @@ class Evaluator:
             log=log.info,
             **kwargs,
         )
-        self.extractor_info.update(
-            accuracy=info["accuracy"], trained_on=f"{dataset}:{train.meta['split']}", cached=info["cached"]
+        # Whether it came from the cache is logged, not stored: a result must not depend on what was cached.
+        self.extractor_info.update(accuracy=info["accuracy"], trained_on=f"{dataset}:{train.meta['split']}")
+        log.info(
+            "domain extractor %s (%s): held-out accuracy %.4f",
+            info["arch"],
+            "cached" if info["cached"] else "trained now",
+            info["accuracy"],
         )
-        log.info("domain extractor %s: held-out accuracy %.4f", info["arch"], info["accuracy"])
         return metrics.features.get("domain", model=model, device=device)
 
     def score_images(self, fake_uint8: torch.Tensor, kid_subsets: int = 100) -> dict[str, Any]:
@@ -196,11 +200,16 @@ def attach(trainer: Trainer) -> None:
             return
         rng = rng_state()  # evaluation (and a first-time domain-classifier training) must not shift training's RNG
         try:
-            _evaluate(tr, epoch)
+            fid = _evaluate(tr, epoch)
         finally:
             set_rng_state(rng)
+        if fid < tr.extra.get("best_fid", float("inf")):
+            tr.extra["best_fid"] = fid
+            tr.extra["best_epoch"] = epoch
+            tr.save_checkpoint(BEST)  # after the RNG is restored: best.pt holds training's state, not evaluation's
+        log.info("epoch %d: FID %.3f (best %.3f)", epoch, fid, tr.extra["best_fid"])
 
-    def _evaluate(tr: Trainer, epoch: int) -> None:
+    def _evaluate(tr: Trainer, epoch: int) -> float:
         if "evaluator" not in state:
             state["evaluator"] = Evaluator(
                 cfg.dataset,
@@ -213,10 +222,6 @@ def attach(trainer: Trainer) -> None:
         record = {"epoch": epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
         record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
         tr.log_record(record)
-        if result["fid"] < tr.extra.get("best_fid", float("inf")):
-            tr.extra["best_fid"] = result["fid"]
-            tr.extra["best_epoch"] = epoch
-            tr.save_checkpoint(BEST)
-        log.info("epoch %d: FID %.3f (best %.3f)", epoch, result["fid"], tr.extra["best_fid"])
+        return result["fid"]
 
     trainer.callbacks.append(callback)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import itertools
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +16,32 @@ from typing import IO, Any
 import numpy as np
 import torch
 from PIL import Image
+
+FAILPOINT_ENV = "XAIGAN_FAILPOINT"
+_write_count = itertools.count(1)
+
+
+def _failpoint(path: Path, tmp: str) -> None:
+    """Fault injection for the reliability suite (``tests/fault_injection.py``), off unless ``$XAIGAN_FAILPOINT``
+    is set to ``KIND:N``: at the N-th atomic write of the process, ``kill`` truncates the temp file to half and
+    SIGKILLs the process (a crash mid-write), ``enospc``/``erofs`` raise the OSError of a full disk or a
+    read-only folder; ``trace:FILE`` appends every written path to FILE."""
+    spec = os.environ.get(FAILPOINT_ENV)
+    if not spec:
+        return
+    kind, _, n = spec.partition(":")
+    if kind == "trace":  # list every write (to pick moments from)
+        with open(n, "a") as trace:
+            trace.write(f"{path}\n")
+        return
+    if next(_write_count) != int(n):
+        return
+    if kind == "kill":
+        os.truncate(tmp, os.path.getsize(tmp) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    codes = {"enospc": errno.ENOSPC, "erofs": errno.EROFS}
+    if kind in codes:
+        raise OSError(codes[kind], os.strerror(codes[kind]), str(path))
 
 
 def current_umask() -> int:
@@ -43,6 +72,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            _failpoint(path, tmp)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -155,6 +155,14 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return RunLock(self.path / self.LOCK)
 
+    def remove_stale_temps(self) -> int:
+        """Delete temp files left by a process killed mid-write (``.NAME.*.tmp``, never read by anyone); call only
+        while holding the lock. Returns how many were removed."""
+        stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()] if self.path.is_dir() else []
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
+
     def clear(self) -> None:
         """Delete every file of the layout (``--overwrite``); other files in the folder are left alone."""
         for name in (

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -14,6 +16,28 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``xaigan`` command; returns its exit code (errors are one line on stderr)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # training defers it itself
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # outside a training step (start-up, data, evaluation, a second Ctrl-C)
+        print("xaigan: interrupted; files written so far are intact, run the same command again", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training: unwinds like Ctrl-C (temp files removed, locks released), exit 143."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
@@ -33,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StopRequested as exc:
         print(f"xaigan: {exc}; run the same command again to continue", file=sys.stderr)
         return 143 if exc.signal_name == "SIGTERM" else 130
+
     except (FileNotFoundError, ValueError, KeyError) as exc:
         # Library errors for bad input (missing weights file, unlabelled data, ...) are one line, not a traceback.
         return _fail(exc, 2, args.verbose)

@@ -6,7 +6,6 @@ import base64
 import html
 import json
 import math
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xaigan.experiments import aggregate, collect, load_grid
-from xaigan.io import atomic_write_text
+from xaigan.io import atomic_write_bytes, atomic_write_text
 from xaigan.report.plots import line_chart
 from xaigan.rundir import RunDir
 
@@ -124,6 +123,11 @@ def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, li
     return {"samples": samples, "explanations": heatmaps}
 
 
+def _md_text(text: str) -> str:
+    """Text from run files (extractor ids, ...) shown as text by Markdown renderers that pass HTML through."""
+    return html.escape(text, quote=False)
+
+
 def _markdown(
     title: str,
     meta: dict[str, Any],
@@ -133,9 +137,9 @@ def _markdown(
     notes: list[str],
 ) -> str:
     lines = [f"# {title}", ""]
-    lines += [f"- {n}" for n in notes] + [""]
+    lines += [f"- {_md_text(n)}" for n in notes] + [""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    lines += ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in table_rows(rows)]
     lines += ["", "## Curves", ""]
     lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
     for section, items in images.items():
@@ -244,7 +248,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
             target = (
                 files / f"{path.parent.parent.parent.name}_{path.parent.parent.name}_{path.parent.name}_{path.name}"
             )
-            shutil.copyfile(path, target)
+            atomic_write_bytes(target, path.read_bytes())
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md_path, _markdown(title, meta, rows, charts, images, notes))
     atomic_write_text(html_path, _html(title, rows, charts, images, notes))

@@ -102,6 +102,7 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) 
     trainer = _build(cfg, run)  # data and models first: a bad dataset must not cost the old run
     lock = run.lock()
     try:
+        run.remove_stale_temps()
         if run.holds_run() and not overwrite:
             _refuse_existing(run)  # another process claimed it while we were loading
         if overwrite:
@@ -125,6 +126,7 @@ def resume(run_dir: str | RunDir) -> Trainer:
         raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
     lock = run.lock()
     try:
+        run.remove_stale_temps()
         state = _load_last_good(run)
         trainer = _build(Config.from_dict(run.read_config()), run)
         _check_same_data(run, trainer.data.meta)
