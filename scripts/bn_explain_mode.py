@@ -3,9 +3,10 @@ mode (the batch's own statistics, which is how D saw them in the G step whose gr
 
     python scripts/bn_explain_mode.py --epochs 6 --seeds 0 1
 
-For each finished epoch: verdict agreement on a fresh all-fake batch (D(x) < 0.5 in both modes), the mean
-probability of real in each mode for fakes and for reals, and the per-sample Pearson correlation of the two modes'
-saliency maps (|dD/dx|). The training-forward column is what the G step itself computed (train mode, same batch).
+For each finished epoch, on a fresh batch of 128 fakes and one of 128 reals: how often eval mode and batch mode
+(BatchNorm with the batch's statistics, frozen) reject the same fakes as train mode (D(x) < 0.5), the mean
+probability of real in each mode, and the median per-sample Pearson correlation of each mode's saliency maps
+(|dD/dx|) with train mode's. Train mode on an all-fake batch is what the G step computed.
 """
 
 from __future__ import annotations
@@ -30,19 +31,26 @@ def measure(tr: train.Trainer, n: int = 128) -> dict[str, float]:
         fake = tr.G.eval()(z)
     tr.G.train()
     out: dict[str, float] = {}
-    for mode in ("train", "eval"):
-        with protected(tr.D, mode), torch.no_grad():
-            out[f"p_fake_{mode}"] = float(torch.sigmoid(tr.D(fake)).mean())
-            out[f"p_real_{mode}"] = float(torch.sigmoid(tr.D(real)).mean())
-            out[f"_rej_{mode}"] = torch.sigmoid(tr.D(fake)).reshape(-1) < 0.5
-    out["verdict_agreement"] = float((out.pop("_rej_train") == out.pop("_rej_eval")).float().mean())
+    rejected = {}
+    for mode in ("train", "eval", "batch"):
+        with torch.no_grad():
+            with protected(tr.D, mode, batch=fake):
+                p_fake = torch.sigmoid(tr.D(fake)).reshape(-1)
+            with protected(tr.D, mode, batch=real):
+                out[f"p_real_{mode}"] = float(torch.sigmoid(tr.D(real)).mean())
+        out[f"p_fake_{mode}"] = float(p_fake.mean())
+        rejected[mode] = p_fake < 0.5
+    for mode in ("eval", "batch"):
+        out[f"agree_{mode}"] = float((rejected[mode] == rejected["train"]).float().mean())
     maps = {
-        m: explain.explain("saliency", tr.D, fake, mode=m, target="prob", d_output="logit") for m in ("train", "eval")
+        m: explain.explain("saliency", tr.D, fake, mode=m, target="prob", d_output="logit").reshape(n, -1)
+        for m in ("train", "eval", "batch")
     }
-    a, b = (maps[m].reshape(n, -1) for m in ("train", "eval"))
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
-    out["saliency_corr_median"] = float(corr.median())
+    for mode in ("eval", "batch"):
+        a, b = maps["train"], maps[mode]
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+        out[f"corr_{mode}"] = float(corr.median())
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from captum.attr import DeepLift, DeepLiftShap, InputXGradient, IntegratedGradients, Saliency
@@ -27,8 +29,23 @@ def _models():
     return {"mlp": mlp_d(), "convbn": conv_bn_d(), "residual": ResidualD()}
 
 
-def _per_sample(D, x, fn, target="prob"):
-    """The original's loop: one captum call per sample, D in eval mode."""
+def _per_sample(D, x, fn, target="prob", mode="eval"):
+    """The original's loop: one captum call per sample, D in eval mode. ``mode="batch"``: on a copy of D whose
+    BatchNorm running statistics are set to those each layer's input has in a train-mode pass of the whole ``x``."""
+    if mode == "batch":
+        D = copy.deepcopy(D)
+        seen = {}
+        norms = [m for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        hooks = [m.register_forward_hook(lambda m, i, o: seen.__setitem__(m, i[0].detach())) for m in norms]
+        D.train()
+        with torch.no_grad():
+            D(x)
+        for h in hooks:
+            h.remove()
+        for m, inp in seen.items():
+            flat = inp.transpose(0, 1).reshape(inp.shape[1], -1)
+            m.running_mean.copy_(flat.mean(1))
+            m.running_var.copy_(flat.var(1, unbiased=False))
     model = ExplainedModel(D, target=target)
     with protected(model, "eval"):
         return torch.cat([fn(model, x[i : i + 1]).detach() for i in range(x.shape[0])])
@@ -104,13 +121,14 @@ def test_register_rejects_duplicates_and_unknown_names_list_the_available_ones()
 @pytest.mark.parametrize("method", sorted(CAPTUM))
 @pytest.mark.parametrize("model", ["mlp", "convbn", "residual"])
 @pytest.mark.parametrize("target", ["output", "prob", "logit"])
-def test_batched_equals_captum_per_sample(method, model, target):
+@pytest.mark.parametrize("mode", ["eval", "batch"])
+def test_batched_equals_captum_per_sample(method, model, target, mode):
     D = _models()[model]
     x = _batch()
     fn, kwargs = CAPTUM[method]
-    ours = explain.explain(method, D, x, target=target, **kwargs)
+    ours = explain.explain(method, D, x, target=target, mode=mode, **kwargs)
     assert ours.shape == x.shape
-    torch.testing.assert_close(ours, _per_sample(D, x, fn, target), **TOL)
+    torch.testing.assert_close(ours, _per_sample(D, x, fn, target, mode), **TOL)
 
 
 def test_internal_batch_size_chunks_give_the_same_maps():
@@ -133,13 +151,14 @@ def test_smoothgrad_is_mean_saliency_over_the_same_noise():
     assert torch.equal(state, torch.random.get_rng_state()), "a generator must keep the global RNG untouched"
 
 
+@pytest.mark.parametrize("mode", ["eval", "batch"])
 @pytest.mark.parametrize("model", ["mlp", "convbn", "convtranspose", "residual"])
-def test_deeplift_shap_equals_captum_per_sample(model):
+def test_deeplift_shap_equals_captum_per_sample(model, mode):
     D = convtranspose_d() if model == "convtranspose" else _models()[model]
     x, refs = _batch(4, seed=2), _batch(6, seed=3)
     x[1] = refs[2]  # identical pair: every delta is 0, DeepLIFT falls back to the gradient there
-    ours = explain.explain("deeplift-shap", D, x, target="prob", baselines=refs)
-    ref = _per_sample(D, x, lambda m, xi: DeepLiftShap(m).attribute(xi, refs, target=0))
+    ours = explain.explain("deeplift-shap", D, x, target="prob", baselines=refs, mode=mode)
+    ref = _per_sample(D, x, lambda m, xi: DeepLiftShap(m).attribute(xi, refs, target=0), mode=mode)
     torch.testing.assert_close(ours, ref, **TOL)
     model_ = ExplainedModel(D, target="prob")
     with protected(model_):
@@ -229,10 +248,10 @@ def test_explaining_leaves_d_untouched(method, mode):
     after = _snapshot(D)
     for key, value in before[0].items():
         assert torch.equal(value, after[0][key]), f"{key} changed"
-    for name, (grad, copy, req) in before[1].items():
+    for name, (grad, saved, req) in before[1].items():
         grad2, copy2, req2 = after[1][name]
         assert grad2 is grad and req2 == req
-        assert (copy is None and copy2 is None) or torch.equal(copy, copy2)
+        assert (saved is None and copy2 is None) or torch.equal(saved, copy2)
     assert before[2] == after[2]
 
 
@@ -267,3 +286,31 @@ def test_float32_paper_models_run_through_every_explainer():
             kwargs["baselines"] = torch.rand(2, 3, 16, 16) * 2 - 1
         maps = explain.explain(method, D, x, **kwargs)
         assert maps.shape == x.shape and maps.dtype == x.dtype and torch.isfinite(maps).all()
+
+
+def test_batch_mode_gives_each_sample_the_verdict_of_a_train_mode_pass_and_restores_d():
+    """``mode="batch"``: D's outputs equal a train-mode forward of the whole batch (BatchNorm with its statistics),
+    per sample (a sub-batch explained with the full batch's statistics gets the same verdicts), and D's running
+    statistics, flags and gradients are untouched afterwards. ``auto`` picks it for BatchNorm nets only."""
+    D, x = conv_bn_d(), _batch(6)
+    with torch.no_grad():
+        D(x * 0.3 + 0.5)  # running statistics unlike this batch's
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    twin = copy.deepcopy(D).train()
+    for m in twin.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()  # batch mode turns dropout off
+    with torch.no_grad():
+        expected = twin(x)
+    D.eval()
+    with protected(D, "batch", batch=x), torch.no_grad():
+        torch.testing.assert_close(D(x), expected, **TOL)
+        torch.testing.assert_close(D(x[2:4]), expected[2:4], **TOL)
+        eval_like = D(x)
+    with torch.no_grad():
+        assert not torch.allclose(D(x), eval_like, atol=1e-3)  # eval mode (running statistics) differs
+    assert all(torch.equal(v, before[k]) for k, v in D.state_dict().items()) and not D.training
+    assert explain.resolve_mode(D, "auto") == "batch" and explain.resolve_mode(mlp_d(), "auto") == "eval"
+    with pytest.raises(ValueError, match="needs the batch"):
+        with protected(D, "batch"):
+            pass

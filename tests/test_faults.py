@@ -316,3 +316,21 @@ def test_demo_overwrite_deletes_only_what_a_demo_wrote(tmp_path, capsys):
     (demo / "grid.json").write_text(json.dumps({"name": "demo", "budget": "demo", "seeds": [0]}))
     _clear_demo(demo)
     assert sorted(p.name for p in demo.iterdir()) == ["notes.txt"]
+
+
+def test_only_temp_files_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from xaigan.io import remove_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / "checkpoints").mkdir()
+    stale = tmp_path / "checkpoints" / f".last.pt.{dead_pid}.abc123.tmp"
+    live = tmp_path / "checkpoints" / f".last.pt.{os.getpid()}.def456.tmp"  # a writer still at work
+    other = tmp_path / ".notes.tmp"  # not ours: no pid in the name
+    for path in (stale, live, other):
+        path.write_bytes(b"half")
+    assert remove_stale_temps(tmp_path) == 1
+    assert not stale.exists() and live.exists() and other.exists()

@@ -169,7 +169,11 @@ class Config:
         "prob", "explain D's probability of real or its logit", choices=("prob", "logit"), group="xai"
     )
     explain_mode: str = option(
-        "eval", "D's mode while explained (train: the original's)", choices=("eval", "train"), group="xai"
+        "auto",
+        "D's mode while explained (train: the original's; batch: BatchNorm with the fake batch's statistics, "
+        "frozen; auto: batch if D has BatchNorm, else eval)",
+        choices=("auto", "eval", "train", "batch"),
+        group="xai",
     )
     xai_baselines: int = option(128, "real reference images (deeplift-shap)", range="> 0", group="xai")
     xai_steps: int = option(16, "integration steps (integrated-gradients)", range="> 0", group="xai")

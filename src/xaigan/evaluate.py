@@ -169,6 +169,7 @@ def evaluate_run(
     ``device``: where G runs and features are extracted (default: the run's own device setting).
     """
     run = RunDir(run_dir)
+    run.remove_stale_temps()
     G, cfg = load_generator(run, checkpoint)
     where = pick_device(cfg.device) if device is None else torch.device(device)
     G.to(where)

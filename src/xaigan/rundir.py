@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from xaigan.io import atomic_write_text
+from xaigan.io import atomic_write_text, remove_stale_temps
 
 LAST = "last.pt"
 PREVIOUS = "previous.pt"
@@ -156,12 +156,8 @@ class RunDir:
         return RunLock(self.path / self.LOCK)
 
     def remove_stale_temps(self) -> int:
-        """Delete temp files left by a process killed mid-write (``.NAME.*.tmp``, never read by anyone); call only
-        while holding the lock. Returns how many were removed."""
-        stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()] if self.path.is_dir() else []
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return len(stale)
+        """Delete temp files left in the folder by processes killed mid-write (never read by anyone)."""
+        return remove_stale_temps(self.path)
 
     def clear(self) -> None:
         """Delete every file of the layout (``--overwrite``); other files in the folder are left alone."""

@@ -13,7 +13,7 @@ from xaigan import train
 from xaigan.config import Config, ConfigError
 from xaigan.evaluate import Evaluator, attach, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
-from xaigan.io import atomic_write_bytes, atomic_write_text
+from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ def _check_same_config(spec: RunSpec) -> None:
         return
     stored = run.read_config()
     wanted = spec.cfg.to_dict()
-    if wanted["d_output"] == "auto":  # stored resolved ("logit"/"prob"): what auto detects is not a difference
-        del wanted["d_output"]
+    for key in ("d_output", "explain_mode"):  # stored resolved: what "auto" detects from D is not a difference
+        if wanted[key] == "auto":
+            del wanted[key]
     diff = sorted(k for k in wanted if k not in _COSMETIC and stored.get(k) != wanted[k])
     if diff:
         raise ConfigError(
@@ -63,6 +64,7 @@ def run_grid(
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
     specs = grid.runs(out, budget, seeds)
     if grid.path is not None and grid.path.resolve() != (out / "grid.yaml").resolve():
         atomic_write_bytes(

@@ -29,7 +29,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from xaigan.explain._base import OUTPUTS, TARGETS, ExplainedModel, detect_output, protected, resolve_output
+from xaigan.explain._base import (
+    OUTPUTS,
+    TARGETS,
+    ExplainedModel,
+    detect_output,
+    protected,
+    resolve_mode,
+    resolve_output,
+)
 from xaigan.explain.deeplift import deeplift, deeplift_shap
 from xaigan.explain.gradients import input_x_gradient, integrated_gradients, smoothgrad
 from xaigan.explain.lime import lime
@@ -135,15 +143,18 @@ def explain(
     *,
     target: str = "output",
     d_output: str = "auto",
-    mode: str = "eval",
+    mode: str = "auto",
     transform: Callable[[Tensor], Tensor] | None = None,
+    batch: Tensor | None = None,
     **kwargs,
 ) -> Tensor:
     """Explain D's verdict on every image of ``x`` with ``method``; returns detached maps shaped like ``x``.
 
     ``target``: ``"output"`` (what D returns, as captum does; default), ``"prob"`` (probability of real) or
     ``"logit"``. ``d_output``: what D returns, ``"auto"`` (a final ``nn.Sigmoid`` means ``"prob"``), ``"logit"``
-    or ``"prob"``. ``mode``: ``"eval"`` (default) or ``"train"``. ``transform``: a callable applied before D
+    or ``"prob"``. ``mode``: ``"auto"`` (default: ``"batch"`` for a BatchNorm D, else ``"eval"``), ``"eval"``,
+    ``"train"`` or ``"batch"`` (BatchNorm with the statistics of ``batch``, default ``x``; see
+    :func:`xaigan.explain.resolve_mode`). ``transform``: a callable applied before D
     (e.g. DiffAugment); the explanation is then of ``D(transform(x))`` with respect to ``x``. ``kwargs`` go to
     the method (e.g. ``baselines=`` for deeplift-shap, ``n_samples=`` for lime, ``internal_batch_size=``/
     ``perturbations_per_eval=`` to bound memory). The first three arguments are positional-only, so a method's
@@ -151,7 +162,7 @@ def explain(
     """
     fn = get(method)
     model = ExplainedModel(D, target=target, transform=transform, d_output=d_output)
-    with protected(model, mode):
+    with protected(model, mode, batch=x.detach() if batch is None else batch.detach()):
         maps = fn(model, x.detach(), **kwargs)
     if isinstance(maps, tuple):  # (maps, info) from e.g. lime(return_info=True)
         return (maps[0].detach(), *maps[1:])
@@ -177,6 +188,7 @@ __all__ = [
     "lime",
     "protected",
     "register",
+    "resolve_mode",
     "resolve_output",
     "saliency",
     "smoothgrad",

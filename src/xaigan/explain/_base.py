@@ -15,7 +15,7 @@ from torch import Tensor, nn
 OUTPUTS = ("logit", "prob")
 """What D returns: a logit (our built-in models) or a probability of "real" (a D ending in ``nn.Sigmoid``)."""
 TARGETS = ("output", "prob", "logit")
-MODES = ("eval", "train")
+MODES = ("auto", "eval", "train", "batch")
 
 
 def _last_module(d: nn.Module) -> nn.Module:
@@ -40,6 +40,48 @@ def resolve_output(D: nn.Module, d_output: str) -> str:
     if d_output in OUTPUTS:
         return d_output
     raise ValueError(f"d_output must be one of {('auto', *OUTPUTS)}, got {d_output!r}")
+
+
+def resolve_mode(D: nn.Module, mode: str) -> str:
+    """``"auto"`` -> ``"batch"`` when D has BatchNorm, else ``"eval"``.
+
+    A BatchNorm D in eval mode normalises with running statistics that mix all-real and all-fake batches: it is not
+    the function whose gradient G receives (the G step runs D in train mode on a batch of fakes). Measured on
+    DCGAN/MNIST (``scripts/bn_explain_mode.py``, ``docs/reliability.md``), eval mode rated real digits 0.15-0.25
+    where train mode rated them 0.76-0.84. ``"batch"`` normalises with the statistics of the batch of fakes, frozen,
+    so each sample's verdict is the G step's while explanations stay per-sample (train mode would also mix the
+    baselines, perturbations or interpolations of DeepLIFT, LIME and IG into the statistics). Without BatchNorm,
+    ``"batch"`` equals ``"eval"``: dropout off, deterministic maps of the expected D.
+    """
+    if mode == "auto":
+        return "batch" if _batchnorms(D) else "eval"
+    if mode in MODES:
+        return mode
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _freeze_batch_statistics(model: nn.Module, batch: Tensor) -> None:
+    """Set every BatchNorm's running statistics to those its input has when ``batch`` goes through ``model``
+    (biased variance, as train mode normalises), layer by layer, so eval mode then computes train mode's outputs."""
+
+    def take(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        x = inputs[0]
+        dims = [0, *range(2, x.dim())]
+        module.running_mean.copy_(x.mean(dims))
+        module.running_var.copy_(x.var(dims, unbiased=False))
+
+    norms = [m for m in _batchnorms(model) if m.track_running_stats]
+    hooks = [m.register_forward_pre_hook(take) for m in norms]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def _plain_sequential(m: nn.Module) -> bool:
@@ -114,18 +156,18 @@ class ExplainedModel(nn.Module):
 
 
 @contextlib.contextmanager
-def protected(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
+def protected(model: nn.Module, mode: str = "eval", batch: Tensor | None = None) -> Iterator[nn.Module]:
     """Run an explanation without leaving any trace on ``model``.
 
     Inside the block the model is in ``mode`` (``"eval"``: dropout off, BatchNorm uses running statistics;
-    ``"train"``: as the original xAI-GAN explained, dropout on and BatchNorm using the batch's statistics) and its
-    parameters do not require gradients (so no parameter gradient is computed or accumulated, which is also
-    faster). On exit every module's ``training`` flag, every parameter's ``requires_grad`` and ``.grad`` (the
-    same tensor object) and every buffer's value (BatchNorm running statistics, ``num_batches_tracked``, spectral
-    norm vectors...) are restored, whatever happened inside.
+    ``"train"``: as the original xAI-GAN explained, dropout on and BatchNorm using the statistics of whatever batch
+    goes through; ``"batch"``: dropout off, BatchNorm using the statistics of ``batch``, frozen; ``"auto"``: see
+    :func:`resolve_mode`) and its parameters do not require gradients (so no parameter gradient is computed or
+    accumulated, which is also faster). On exit every module's ``training`` flag, every parameter's
+    ``requires_grad`` and ``.grad`` (the same tensor object) and every buffer's value (BatchNorm running
+    statistics, ``num_batches_tracked``, spectral norm vectors...) are restored, whatever happened inside.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    mode = resolve_mode(model, mode)
     flags = [(m, m.training) for m in model.modules()]
     params = list(model.parameters())
     requires = [p.requires_grad for p in params]
@@ -135,6 +177,10 @@ def protected(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
         model.train(mode == "train")
         for p in params:
             p.requires_grad_(False)
+        if mode == "batch" and _batchnorms(model):
+            if batch is None:
+                raise ValueError("explain mode 'batch' needs the batch whose BatchNorm statistics to use")
+            _freeze_batch_statistics(model, batch)
         yield model
     finally:
         for m, flag in flags:

@@ -168,7 +168,7 @@ class Guidance(Protocol):
     def drain_events(self) -> list[dict]: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
-    def explain_maps(self, x: Tensor, D: nn.Module) -> Tensor: ...
+    def explain_maps(self, x: Tensor, D: nn.Module, batch: Tensor | None = None) -> Tensor: ...
 
 
 def _describe(value: object) -> object:
@@ -203,8 +203,10 @@ class XAIGuidance:
       an image file (read as grey, resized to the image size); combined with the selected samples' masks by
       ``prior_mode`` (``multiply``/``add``/``replace``, see :func:`combine_prior`). Unselected samples keep
       their mask. ``replace`` computes no explanation: selected samples get the prior, the others 0.
-    * ``explain_mode`` (``"eval"``): D's mode while explaining; ``"train"`` is the original's (dropout on; BatchNorm
-      buffers are restored afterwards). D's parameters, gradients, buffers and flags are never changed.
+    * ``explain_mode`` (``"auto"``): D's mode while explaining; ``"train"`` is the original's (dropout on; BatchNorm
+      buffers are restored afterwards); ``"batch"``: BatchNorm with the statistics of the whole batch of fakes,
+      frozen (the G step's verdicts, per-sample explanations); ``"auto"`` is batch for a BatchNorm D, else eval
+      (see :func:`xaigan.explain.resolve_mode`). D's parameters, gradients, buffers and flags are never changed.
     * ``target`` (``"prob"``): explain the probability of real, the ``"logit"`` or D's ``"output"``; ``d_output``
       (``"auto"``): what D returns, see :func:`xaigan.explain.resolve_output` (resolved for each D passed).
     * ``transform``: a callable applied before D (DiffAugment): the explanation is of ``D o T`` at ``G(z)``.
@@ -233,7 +235,7 @@ class XAIGuidance:
         normalize: str = "batch-minmax",
         prior: Tensor | str | Path | None = None,
         prior_mode: str = "multiply",
-        explain_mode: str = "eval",
+        explain_mode: str = "auto",
         target: str = "prob",
         d_output: str = "auto",
         transform: Callable[[Tensor], Tensor] | None = None,
@@ -316,7 +318,7 @@ class XAIGuidance:
         kind = resolve_output(D, self.d_output)
         if self._scores is None:
             model = ExplainedModel(D, target="output", transform=self.transform, d_output=kind)
-            with protected(model, self.explain_mode), torch.no_grad():
+            with protected(model, self.explain_mode, batch=x), torch.no_grad():
                 self._scores = model(x).reshape(-1)
         s = self._scores
         if kind == "prob" and s.numel() and not bool(((s >= 0) & (s <= 1)).all()):
@@ -340,7 +342,7 @@ class XAIGuidance:
         if n and self.prior_mode == "replace":
             mask[selected] = self._prior_for(x)
         elif n:
-            maps = self.explain_maps(x[selected], D)
+            maps = self.explain_maps(x[selected], D, batch=x)
             mask = normalize(maps, selected, self.normalize)
             if self.prior is not None:
                 mask[selected] = combine_prior(mask[selected], self._prior_for(x), self.prior_mode)
@@ -353,8 +355,9 @@ class XAIGuidance:
         }
         return mask
 
-    def explain_maps(self, x: Tensor, D: nn.Module) -> Tensor:
-        """Explanations of every sample of ``x`` with this guidance's method and settings (heat-map figures)."""
+    def explain_maps(self, x: Tensor, D: nn.Module, batch: Tensor | None = None) -> Tensor:
+        """Explanations of every sample of ``x`` with this guidance's method and settings (heat-map figures);
+        ``batch``: the whole batch ``x`` came from, whose BatchNorm statistics ``explain_mode="batch"`` uses."""
         return _explain.explain(
             self.method,
             D,
@@ -363,6 +366,7 @@ class XAIGuidance:
             d_output=self.d_output,
             mode=self.explain_mode,
             transform=self.transform,
+            batch=batch,
             **self.explain_kwargs,
         )
 

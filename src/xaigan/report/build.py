@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xaigan.experiments import aggregate, collect, load_grid
-from xaigan.io import atomic_write_bytes, atomic_write_text
+from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.report.plots import line_chart
 from xaigan.rundir import RunDir
 
@@ -204,6 +204,8 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     if not (out_dir / "grid.yaml").is_file() or not (out_dir / "grid.json").is_file():
         raise FileNotFoundError(f"{out_dir} is not a grid output folder (needs grid.yaml and grid.json)")
+    remove_stale_temps(out_dir, recursive=False)
+    remove_stale_temps(out_dir / "report_files")
     grid = load_grid(out_dir / "grid.yaml")
     meta = json.loads((out_dir / "grid.json").read_text())
     specs = grid.runs(out_dir, meta["budget"], meta["seeds"])

@@ -56,7 +56,7 @@ def save(path: Path, payload: dict[str, Any], previous: Path | None = None) -> N
     (a hard link, so ``path`` itself is never missing)."""
     path = Path(path)
     if previous is not None and path.is_file():
-        link = previous.with_name(f".{previous.name}.link.tmp")
+        link = previous.with_name(f".{previous.name}.{os.getpid()}.link.tmp")
         link.unlink(missing_ok=True)
         try:
             os.link(path, link)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
-from xaigan.explain import resolve_output
+from xaigan.explain import resolve_mode, resolve_output
 from xaigan.guidance import Guidance
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
@@ -100,7 +100,7 @@ class Trainer:
         device: torch.device | str = "cpu",
     ) -> None:
         self.device = torch.device(device)
-        self.cfg = cfg.replace(d_output=resolve_output(D, cfg.d_output))
+        self.cfg = cfg.replace(d_output=resolve_output(D, cfg.d_output), explain_mode=resolve_mode(D, cfg.explain_mode))
         self.run = RunDir(run)
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
