@@ -334,3 +334,48 @@ def test_only_temp_files_of_dead_writers_are_removed(tmp_path):
         path.write_bytes(b"half")
     assert remove_stale_temps(tmp_path) == 1
     assert not stale.exists() and live.exists() and other.exists()
+
+
+class _PoisonAt(_SignalInsideStep):
+    """On its ``at``-th call (inside the G step) the guidance hands back NaN images: G's loss becomes NaN."""
+
+    def __call__(self, fake, D, scores=None):
+        self.calls += 1
+        out = self.inner(fake, D, scores)
+        return out * float("nan") if self.calls == self.at else out
+
+
+@pytest.mark.parametrize("at", sorted(__import__("random").Random(9).sample(range(1, 13), 4)))
+def test_a_nan_at_a_random_step_stops_there_and_the_resumed_run_is_identical(tmp_path, folder, at):
+    cfg = _cfg(folder, epochs=4, xai="saliency", xai_start=0.0, xai_select="all")
+    train.from_config(cfg, tmp_path / "straight").fit()
+    run = RunDir(tmp_path / "run")
+    trainer = train.from_config(cfg, run)
+    trainer.guidance = _PoisonAt(trainer.guidance, at=at, signum=0)
+    with pytest.raises(train.NonFiniteLossError, match=f"step {at} "):
+        trainer.fit()
+    if run.checkpoint().exists():
+        kept = load_torch(run.checkpoint())
+        assert kept["step"] == 3 * ((at - 1) // 3)  # the last epoch boundary before the NaN
+        assert all(torch.isfinite(v).all() for net in ("G", "D") for v in kept[net].values())
+        train.resume(run).fit()
+    else:
+        assert at <= 3
+        train.from_config(cfg, run, overwrite=True).fit()
+    _same_weights(tmp_path / "straight", run)
+
+
+def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(tmp_path, folder):
+    run = RunDir(tmp_path / "run")
+    trainer = train.from_config(_cfg(folder, epochs=3), run)
+
+    def poison(tr, epoch):
+        if epoch == 1:
+            with torch.no_grad():
+                next(tr.D.parameters())[0] = float("nan")
+
+    trainer.callbacks.append(poison)
+    with pytest.raises(train.NonFiniteLossError, match="non-finite weights in D"):
+        trainer.fit()
+    kept = load_torch(run.checkpoint())
+    assert all(torch.isfinite(v).all() for v in kept["D"].values())

@@ -131,7 +131,8 @@ def read_cifar10(location: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np
 
 
 def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every image below ``folder`` (sorted paths), converted to the majority mode (grey or RGB).
+    """Every image below ``folder`` (sorted paths), as RGB if any is in colour and most are (grey ones are
+    converted), else grey (a few colour images among grey ones are an error: converting would lose colour).
 
     Sub-folder names become labels (sorted, 0..K-1) when images sit in sub-folders; else labels are -1.
     All images must share one size.
@@ -149,8 +150,15 @@ def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
                 pictures.append(picture.copy())
         except OSError as exc:
             raise FormatError(f"{path}: cannot read image ({exc})") from exc
-    grey = sum(p.mode in ("L", "1", "I", "I;16", "LA") for p in pictures) * 2 > len(pictures)
-    mode = "L" if grey else "RGB"
+    is_grey = [p.mode in ("L", "1", "I", "I;16", "LA") for p in pictures]
+    grey = sum(is_grey) * 2 > len(pictures)
+    if grey and not all(is_grey):  # making colour images grey would silently lose their colour
+        colour = [path for path, g in zip(paths, is_grey) if not g]
+        raise FormatError(
+            f"{folder}: {len(colour)} of {len(paths)} images are in colour (e.g. {colour[0]}) among grey ones; "
+            "convert them to one mode first"
+        )
+    mode = "L" if grey else "RGB"  # grey images among colour ones become RGB (nothing lost)
     arrays = [np.asarray(p.convert(mode)) for p in pictures]
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) != 1:

@@ -164,6 +164,12 @@ class Trainer:
         """Write ``checkpoints/NAME`` atomically; with ``wait=False`` it is written in the background. The
         checkpoint ``last.pt`` replaces is kept as ``previous.pt`` (resume falls back to it if ``last.pt`` is
         damaged)."""
+        for net_name, net in (("G", self.G), ("D", self.D)):  # a finite loss can still leave NaN weights behind
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                raise NonFiniteLossError(
+                    f"step {self.step} (epoch {self.epoch}): non-finite weights in {net_name}; not checkpointed, "
+                    f"the last good checkpoint is {self.run.checkpoint(LAST)} (lower the learning rates?)"
+                )
         path = self.run.checkpoint(name)
         previous = self.run.checkpoint(PREVIOUS) if name == LAST else None
         self._writer.submit(path, self.state(), previous=previous)
