@@ -79,22 +79,14 @@ def main() -> None:
             tr.callbacks.append(lambda t, epoch, s=seed: rows.append({"seed": s, "epoch": epoch, **measure(t)}))
             tr.fit()
         print(f"seed {seed} done", flush=True)
-    cols = [
-        "seed",
-        "epoch",
-        "verdict_agreement",
-        "p_fake_train",
-        "p_fake_eval",
-        "p_real_train",
-        "p_real_eval",
-        "saliency_corr_median",
-    ]
+    if args.out:  # before printing: a long measurement must not be lost to a formatting slip
+        args.out.write_text(json.dumps(rows, indent=2))
+    cols = ["seed", "epoch", "agree_eval", "agree_batch", "p_fake_train", "p_fake_eval", "p_fake_batch"]
+    cols += ["p_real_train", "p_real_eval", "p_real_batch", "corr_eval", "corr_batch"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
