@@ -68,7 +68,8 @@ class Trial:
 
     @property
     def survived(self) -> bool:
-        return self.rerun_rc == 0 and not self.unreadable_after_fault and not self.mismatched and not self.traceback
+        clean = not self.unreadable_after_fault and not self.mismatched and not self.traceback and not self.stale_temps
+        return self.rerun_rc == 0 and clean
 
 
 # -- digests: what must be identical to the reference ------------------------------------------------------------
@@ -346,8 +347,8 @@ def run(trials: int, seed: int, root: Path | None = None, scenarios: tuple[str, 
 def table(results: list[Trial]) -> str:
     rows = [
         "| job | fault | injected | survived (rerun identical) | files checked after fault | unreadable | "
-        "files differing | exit codes at fault |",
-        "|---|---|---|---|---|---|---|---|",
+        "files differing | temp files left | exit codes at fault |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, str], list[Trial]] = {}
     for t in results:
@@ -357,7 +358,7 @@ def table(results: list[Trial]) -> str:
         rows.append(
             f"| {job} | {kind} | {len(ts)} | {sum(t.survived for t in ts)} | {sum(t.files_checked for t in ts)} | "
             f"{sum(len(t.unreadable_after_fault) for t in ts)} | {sum(len(t.mismatched) for t in ts)} | "
-            f"{', '.join(f'{c}×{n}' for c, n in sorted(codes.items(), key=str))} |"
+            f"{sum(t.stale_temps for t in ts)} | {', '.join(f'{c}×{n}' for c, n in sorted(codes.items(), key=str))} |"
         )
     return "\n".join(rows)
 

@@ -379,3 +379,30 @@ def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(tmp_path, folde
         trainer.fit()
     kept = load_torch(run.checkpoint())
     assert all(torch.isfinite(v).all() for v in kept["D"].values())
+
+
+def test_a_run_whose_config_predates_newer_keys_resumes(tmp_path, folder):
+    """config.yaml from an older version lacks keys added since: they take their defaults, the run resumes."""
+    cfg = _cfg(folder)
+    train.from_config(cfg, tmp_path / "straight").fit()
+    run = RunDir(tmp_path / "old")
+    train.from_config(cfg, run).fit(stop_at_step=4)
+    stored = run.read_config()
+    for key in ("xai_patience", "xai_strict", "d_output", "eval_reference"):
+        del stored[key]
+    run.config_path.write_text(yaml.safe_dump(stored))
+    assert cli.main(["train", "--resume", str(run.path), "--quiet"]) == 0
+    _same_weights(tmp_path / "straight", run)
+
+
+def test_keeping_the_previous_checkpoint_leaves_no_temp_file(tmp_path):
+    """After a failed write, previous.pt and last.pt are one file (two links); the next save must still leave
+    nothing behind (rename() between two links to one file does nothing). Found by the fault-injection loop."""
+    from xaigan.train import checkpoint
+
+    last, previous = tmp_path / "last.pt", tmp_path / "previous.pt"
+    checkpoint.save(last, {"step": torch.tensor(1)})
+    os.link(last, previous)  # what a save that failed after keeping the previous one leaves
+    checkpoint.save(last, {"step": torch.tensor(2)}, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "previous.pt"]
+    assert int(load_torch(previous)["step"]) == 1 and int(load_torch(last)["step"]) == 2

@@ -63,6 +63,7 @@ def save(path: Path, payload: dict[str, Any], previous: Path | None = None) -> N
         except OSError:  # filesystems without hard links
             shutil.copyfile(path, link)
         os.replace(link, previous)
+        link.unlink(missing_ok=True)  # rename() does nothing when both names are links to one file already
     save_torch(payload, path)
 
 
