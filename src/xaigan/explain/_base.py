@@ -48,10 +48,10 @@ def resolve_mode(D: nn.Module, mode: str) -> str:
     A BatchNorm D in eval mode normalises with running statistics that mix all-real and all-fake batches: it is not
     the function whose gradient G receives (the G step runs D in train mode on a batch of fakes). Measured on
     DCGAN/MNIST (``scripts/bn_explain_mode.py``, ``docs/reliability.md``), eval mode rated real digits 0.15-0.25
-    where train mode rated them 0.76-0.84. ``"batch"`` normalises with the statistics of the batch of fakes, frozen,
-    so each sample's verdict is the G step's while explanations stay per-sample (train mode would also mix the
-    baselines, perturbations or interpolations of DeepLIFT, LIME and IG into the statistics). Without BatchNorm,
-    ``"batch"`` equals ``"eval"``: dropout off, deterministic maps of the expected D.
+    in the first epochs where train mode rated them 0.67-0.90. ``"batch"`` normalises with the statistics of the
+    batch of fakes, frozen, so each sample's verdict is the G step's while explanations stay per-sample (train mode
+    would also mix the baselines, perturbations or interpolations of DeepLIFT, LIME and IG into the statistics).
+    Without BatchNorm, ``"batch"`` equals ``"eval"``: dropout off, deterministic maps of the expected D.
     """
     if mode == "auto":
         return "batch" if _batchnorms(D) else "eval"

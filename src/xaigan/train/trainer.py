@@ -31,7 +31,7 @@ from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint
 from xaigan.train.figures import save_explanations
 from xaigan.train.logging import RunLogger
-from xaigan.train.step import Augment, gan_step
+from xaigan.train.step import Augment, gan_step, make_optimizers
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,8 @@ class Trainer:
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
         self.loader = Loader(data.images, self.cfg.batch_size, self.cfg.seed, self.cfg.drop_last, self.device)
-        betas = (self.cfg.beta1, self.cfg.beta2)
-        self.opt_g = opt_g or torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=betas)
-        self.opt_d = opt_d or torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d, betas=betas)
+        default_g, default_d = make_optimizers(self.G, self.D, self.cfg)
+        self.opt_g, self.opt_d = opt_g or default_g, opt_d or default_d
         noise_gen = torch.Generator().manual_seed(self.cfg.seed + 7919)
         self.fixed_noise = torch.randn(64, self.cfg.noise_dim, generator=noise_gen).to(self.device)
         self.augment = augment

@@ -8,7 +8,6 @@ key and what is allowed. The CLI flags, ``xaigan train --help`` and ``docs/confi
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,77 +16,17 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration key or value that cannot be used."""
-
-
-# Ranges: a name shown in the help and the check behind it.
-RANGES: dict[str, Callable[[Any], bool]] = {
-    "> 0": lambda v: v > 0,
-    ">= 2": lambda v: v >= 2,
-    ">= 0": lambda v: v >= 0,
-    "in (0, 1]": lambda v: 0 < v <= 1,
-    "in [0, 1]": lambda v: 0 <= v <= 1,
-}
-
-
-def _models() -> tuple[str, ...]:
-    from xaigan import models
-
-    return tuple(models.available())
-
-
-def _xai() -> tuple[str, ...]:
-    from xaigan import explain
-
-    return ("none", *explain.available())
-
-
-def _features() -> tuple[str, ...]:
-    from xaigan.metrics import features
-
-    return tuple(features.available())
-
-
-def _check_dataset(value: str) -> None:
-    from xaigan import data
-
-    if not data.is_known(value):
-        raise ConfigError(f"dataset must be one of {', '.join(data.available())} or folder:PATH; got {value!r}")
-
-
-def _check_policy(value: str) -> None:
-    from xaigan import augment
-
-    try:
-        augment.parse_policy(value)
-    except ValueError as exc:
-        raise ConfigError(f"diffaugment: {exc}") from exc
-
-
-def _check_prior(value: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(Path(value).expanduser()) as img:
-            img.verify()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ConfigError(f"prior: {value} is not a readable image file ({exc})") from exc
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
-
-
-def check_name(value: str, what: str = "name") -> str:
-    """A name that becomes one folder or file name: letters, digits, ``_.+-``, not starting with a dot or dash and
-    without ``..``, so it can neither leave its parent folder nor hide in it."""
-    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or ".." in value:
-        raise ConfigError(
-            f"{what} {value!r} must be 1-200 letters, digits or _.+- (starting with a letter or digit, no '..'): "
-            "it names a folder"
-        )
-    return value
+from xaigan.config.checks import (
+    RANGES,
+    ConfigError,
+    check_dataset,
+    check_name,
+    check_policy,
+    check_prior,
+    feature_names,
+    model_names,
+    xai_names,
+)
 
 
 def option(
@@ -111,13 +50,13 @@ class Config:
     """Every setting of one training run (the paper's standard GAN by default)."""
 
     # data
-    dataset: str = option("fashion-mnist", "dataset name or folder:PATH", check=_check_dataset, group="data")
+    dataset: str = option("fashion-mnist", "dataset name or folder:PATH", check=check_dataset, group="data")
     data_dir: str | None = option(None, "folder holding the dataset's files (must exist)", group="data")
     fraction: float = option(1.0, "fraction of the split to train on", range="in (0, 1]", group="data")
     subset: str = option("random", "how the fraction is chosen", choices=("random", "first"), group="data")
     split: str = option("all", "which split to train on", choices=("all", "train", "test"), group="data")
     # model
-    model: str = option("mlp", "generator/discriminator pair", choices=_models, group="model")
+    model: str = option("mlp", "generator/discriminator pair", choices=model_names, group="model")
     noise_dim: int = option(100, "length of G's noise vector", range="> 0", group="model")
     d_output: str = option(
         "auto",
@@ -139,6 +78,12 @@ class Config:
     g_target: float = option(0.9, "G's target for its own images", range="in [0, 1]", group="optimisation")
     g_clip: float = option(10.0, "max norm of G's gradient (0: no clipping)", range=">= 0", group="optimisation")
     d_steps: int = option(1, "D steps per G step", range="> 0", group="optimisation")
+    precision: str = option(
+        "fp32",
+        "arithmetic of the training step: fp32, or bf16 (autocast matmuls, fp32 weights and optimiser state)",
+        choices=("fp32", "bf16"),
+        group="optimisation",
+    )
     drop_last: bool = option(False, "drop the last incomplete batch of each epoch", group="optimisation")
     # run
     seed: int = option(0, "seed of data subset, initialisation, noise and shuffling", group="run")
@@ -152,7 +97,7 @@ class Config:
     progress: bool = option(True, "show a progress bar", group="run")
     tensorboard: bool = option(True, "mirror metrics to TensorBoard when installed", group="run")
     # xAI guidance
-    xai: str = option("none", "explainer that guides G (none: the standard GAN)", choices=_xai, group="xai")
+    xai: str = option("none", "explainer that guides G (none: the standard GAN)", choices=xai_names, group="xai")
     alpha: float = option(0.2, "guided gradient is grad * (1 + alpha * mask)", range=">= 0", group="xai")
     xai_start: float = option(0.5, "fraction of the epochs after which guidance starts", range="in [0, 1]", group="xai")
     xai_select: str = option("fake", "explain the samples D calls fake, or all", choices=("fake", "all"), group="xai")
@@ -179,7 +124,7 @@ class Config:
     xai_steps: int = option(16, "integration steps (integrated-gradients)", range="> 0", group="xai")
     lime_samples: int = option(100, "perturbations per image (lime)", range=">= 2", group="xai")
     lime_segmentation: str = option("quickshift", "superpixels (lime)", choices=("quickshift", "grid"), group="xai")
-    prior: str | None = option(None, "image file of a prior mask in [0, 1] (grey)", check=_check_prior, group="xai")
+    prior: str | None = option(None, "image file of a prior mask in [0, 1] (grey)", check=check_prior, group="xai")
     prior_mode: str = option(
         "multiply", "how the prior meets the mask", choices=("multiply", "add", "replace"), group="xai"
     )
@@ -189,14 +134,14 @@ class Config:
     xai_strict: bool = option(False, "stop with an error instead of warning when guidance is inert", group="xai")
     # augmentation
     diffaugment: str = option(
-        "", "DiffAugment policy, e.g. color,translation,cutout", check=_check_policy, group="augment"
+        "", "DiffAugment policy, e.g. color,translation,cutout", check=check_policy, group="augment"
     )
     # evaluation
     eval_every: int = option(
         0, "score FID/KID every N epochs (0: never) and keep the best checkpoint (best.pt)", range=">= 0", group="eval"
     )
     eval_n: int = option(10000, "generated samples per evaluation", range="> 0", group="eval")
-    eval_features: str = option("domain", "feature extractor for FID/KID", choices=_features, group="eval")
+    eval_features: str = option("domain", "feature extractor for FID/KID", choices=feature_names, group="eval")
     eval_reference: str = option(
         "all", "real split the samples are compared with", choices=("all", "train", "test"), group="eval"
     )
@@ -393,7 +338,3 @@ def markdown() -> str:
         kind = o.type.__name__ + (" or null" if o.optional else "")
         lines.append(f"| `{o.name}` | {kind} | `{o.default!r}` | {shown} | {o.help} |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(markdown(), end="")
