@@ -255,7 +255,20 @@ def run_cli(args: list[str], cwd: Path, home: Path, failpoint: str | None = None
 def _start(args: list[str], cwd: Path, home: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "xaigan", *args]
     env = _env(home, None)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,  # as from a terminal, even when this harness runs as a background job
+    )
+
+
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @dataclass
@@ -328,7 +341,13 @@ def run_trial(root: Path, sc: Scenario, ref: Reference, kind: str, rng: random.R
     return trial
 
 
-def run(trials: int, seed: int, root: Path | None = None, scenarios: tuple[str, ...] | None = None) -> list[Trial]:
+def run(
+    trials: int,
+    seed: int,
+    root: Path | None = None,
+    scenarios: tuple[str, ...] | None = None,
+    kinds: tuple[str, ...] | None = None,
+) -> list[Trial]:
     """``trials`` faults per scenario, kinds in turn, moments drawn from ``random.Random(seed)``."""
     root = root or Path(tempfile.mkdtemp(prefix="xaigan-faults-"))
     jobs = Jobs(root)
@@ -340,6 +359,8 @@ def run(trials: int, seed: int, root: Path | None = None, scenarios: tuple[str, 
             continue
         for i in range(trials):
             kind = sc.kinds[i % len(sc.kinds)]
+            if kinds and kind not in kinds:
+                continue
             out.append(run_trial(root, sc, refs[sc.name], kind, rng, i))
     return out
 
@@ -368,10 +389,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="faults per job (kinds in turn)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", nargs="*", default=None, help="train evaluate reproduce report (default: all)")
+    parser.add_argument("--kinds", nargs="*", default=None, help=f"{' '.join(KINDS)} (default: all)")
     parser.add_argument("--json", type=Path, default=None, help="write every trial here")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    results = run(args.trials, args.seed, scenarios=tuple(args.jobs) if args.jobs else None)
+    results = run(
+        args.trials,
+        args.seed,
+        scenarios=tuple(args.jobs) if args.jobs else None,
+        kinds=tuple(args.kinds) if args.kinds else None,
+    )
     print(table(results))
     failed = [t for t in results if not t.survived]
     print(

@@ -365,3 +365,17 @@ def test_keeping_the_previous_checkpoint_leaves_no_temp_file(tmp_path):
     checkpoint.save(last, {"step": torch.tensor(2)}, previous)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "previous.pt"]
     assert int(load_torch(previous)["step"]) == 1 and int(load_torch(last)["step"]) == 2
+
+
+def test_a_signal_the_parent_ignores_stays_ignored(tmp_path, folder):
+    """Under ``nohup`` or as a background job SIGINT arrives ignored: training must not start honouring it."""
+    cfg = _cfg(folder, epochs=1, xai="saliency", xai_start=0.0, xai_select="all")
+    trainer = train.from_config(cfg, tmp_path / "run")
+    trainer.guidance = _SignalInsideStep(trainer.guidance, at=2, signum=signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = trainer.fit()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert not result.get("interrupted") and result["steps"] == 3

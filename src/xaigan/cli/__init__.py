@@ -17,15 +17,17 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``xaigan`` command; returns its exit code (errors are one line on stderr)."""
+    # Training defers SIGTERM itself; elsewhere it unwinds like Ctrl-C. An inherited "ignore" is kept.
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # training defers it itself
+    handle = main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGTERM, _terminate) if handle else None
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:  # outside a training step (start-up, data, evaluation, a second Ctrl-C)
         print("xaigan: interrupted; files written so far are intact, run the same command again", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     finally:
-        if main_thread:
+        if handle:
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -44,6 +46,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from xaigan.config import ConfigError
     from xaigan.data import DataUnavailableError
     from xaigan.data.formats import FormatError
+    from xaigan.experiments.workers import WorkerDiedError
     from xaigan.guidance import GuidanceHealthError
     from xaigan.rundir import RunLockedError
     from xaigan.train import NonFiniteLossError, RunExistsError, StopRequested
@@ -52,7 +55,11 @@ def _main(argv: Sequence[str] | None) -> int:
         return int(args.func(args) or 0)
     except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError, RunLockedError) as exc:
         return _fail(exc, 2, args.verbose)
-    except (GuidanceHealthError, NonFiniteLossError) as exc:  # the run stopped; its last good checkpoint stands
+    except (
+        GuidanceHealthError,
+        NonFiniteLossError,
+        WorkerDiedError,
+    ) as exc:  # the run stopped; its last good checkpoint stands
         return _fail(exc, 1, args.verbose)
     except StopRequested as exc:
         print(f"xaigan: {exc}; run the same command again to continue", file=sys.stderr)

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="output folder (default runs/GRID-BUDGET)")
     rep.add_argument("--no-eval", action="store_true", help="train only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument(
+        "--workers", type=int, default=1, help="train this many runs at once, in separate processes (cores split)"
+    )
     rep.set_defaults(func=study.cmd_reproduce)
 
     report = sub.add_parser("report", help="write report.md and report.html for a grid folder")

@@ -54,7 +54,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     out = Path(args.out) if args.out else Path("runs") / f"{grid.name}-{args.budget}"
     seeds = _seeds(args, grid)
-    run_grid(grid, out, budget=args.budget, seeds=seeds, evaluate=not args.no_eval, progress=not args.quiet)
+    if args.workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    run_grid(
+        grid,
+        out,
+        budget=args.budget,
+        seeds=seeds,
+        evaluate=not args.no_eval,
+        progress=not args.quiet,
+        workers=args.workers,
+    )
     if not args.no_eval:
         md, page = build_report(out)
         print(f"report: {md}\n        {page}")

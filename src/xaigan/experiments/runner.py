@@ -10,9 +10,11 @@ from typing import Any
 from tqdm import tqdm
 
 from xaigan import train
-from xaigan.config import Config, ConfigError
-from xaigan.evaluate import Evaluator, attach, evaluate_run
+from xaigan.config import ConfigError
+from xaigan.evaluate import Evaluator, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
+from xaigan.experiments.prepare import prepare_run
+from xaigan.experiments.workers import train_parallel
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.rundir import RunDir
 
@@ -20,19 +22,6 @@ log = logging.getLogger(__name__)
 
 # Keys that may differ between a stored run and the grid's spec of it without changing what was trained.
 _COSMETIC = {"progress", "name", "tensorboard"}
-
-
-def prepare_run(
-    cfg: Config | None, run_dir: str | Path | RunDir, *, resume: bool = False, overwrite: bool = False
-) -> train.Trainer:
-    """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
-    with per-epoch evaluation attached when ``eval_every`` asks for it."""
-    if not resume and cfg is None:
-        raise ValueError("prepare_run needs a config for a new run")
-    trainer = train.resume(run_dir) if resume else train.from_config(cfg, run_dir, overwrite=overwrite)
-    if trainer.cfg.eval_every > 0:
-        attach(trainer)
-    return trainer
 
 
 def _check_same_config(spec: RunSpec) -> None:
@@ -60,8 +49,11 @@ def run_grid(
     seeds: list[int],
     evaluate: bool = True,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every run of ``grid`` into ``out``; return one record per run."""
+    """Train and evaluate every run of ``grid`` into ``out``; return one record per run. With ``workers`` > 1 the
+    runs are trained that many at a time in separate processes (see :mod:`xaigan.experiments.workers`), then
+    evaluated here."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
@@ -74,6 +66,14 @@ def run_grid(
         out / "grid.json",
         json.dumps({"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds}, indent=2),
     )
+    if workers > 1:
+        todo = []
+        for spec in specs:
+            _check_same_config(spec)
+            state = RunDir(spec.run_dir).state()
+            if state in ("new", "started", "partial"):
+                todo.append((spec, state))
+        train_parallel(todo, workers, report=tqdm.write if progress else log.info)
     evaluators: dict[tuple, Evaluator] = {}
     records = []
     bar = tqdm(specs, desc=grid.name, disable=not progress, unit="run")

@@ -54,6 +54,10 @@ def frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The paper's Adam for G and D. fp32: the multi-tensor implementation (bit-identical to the per-parameter loop,
     fewer kernels); bf16: the fused kernel (not bit-identical, so only with the opt-in fast mode)."""
@@ -90,12 +94,15 @@ def gan_step(
     device = real.device
     kind = resolve_output(D, cfg.d_output)
     autocast = _autocast(cfg, device)
+    fast = cfg.precision != "fp32"
     for _ in range(cfg.d_steps):
         with torch.no_grad(), autocast:  # D's step needs no graph through G
             fake = G(torch.randn(batch, cfg.noise_dim, device=device))
         with autocast:
-            d_real, d_fake = D(aug(real)), D(aug(fake))
-        d_real, d_fake = d_real.float(), d_fake.float()
+            if fast and not has_batchnorm(D):  # one pass of twice the rows: better matmuls, same loss
+                d_real, d_fake = D(aug(torch.cat([real, fake.to(real.dtype)]))).float().split(batch)
+            else:  # separately (a BatchNorm D normalises each batch by its own statistics)
+                d_real, d_fake = D(aug(real)).float(), D(aug(fake)).float()
         loss_d = bce(d_real, cfg.label_real, kind) + bce(d_fake, cfg.label_fake, kind)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()

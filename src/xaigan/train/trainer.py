@@ -69,7 +69,8 @@ def deferred_stop_signals() -> Iterator[list[int]]:
         received.append(signum)
         log.warning("%s: stopping after this step (again to stop at once)", signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, ask) for s in STOP_SIGNALS}
+    # A signal the parent told us to ignore (``nohup``, a background job's SIGINT) stays ignored.
+    previous = {s: signal.signal(s, ask) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield received
     finally:

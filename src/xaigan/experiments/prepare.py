@@ -1,0 +1,23 @@
+"""A trainer for one run of a study: new or resumed, with evaluation during training attached when asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xaigan import train
+from xaigan.config import Config
+from xaigan.evaluate import attach
+from xaigan.rundir import RunDir
+
+
+def prepare_run(
+    cfg: Config | None, run_dir: str | Path | RunDir, *, resume: bool = False, overwrite: bool = False
+) -> train.Trainer:
+    """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
+    with per-epoch evaluation attached when ``eval_every`` asks for it."""
+    if not resume and cfg is None:
+        raise ValueError("prepare_run needs a config for a new run")
+    trainer = train.resume(run_dir) if resume else train.from_config(cfg, run_dir, overwrite=overwrite)
+    if trainer.cfg.eval_every > 0:
+        attach(trainer)
+    return trainer
