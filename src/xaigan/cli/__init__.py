@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
@@ -10,7 +11,14 @@ import traceback
 from collections.abc import Sequence
 
 from xaigan.cli.errors import CLIError
-from xaigan.cli.parser import build_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xaigan`` argument parser (imported on first use: importing this package stays light, so signals are
+    handled from the first moment of a command)."""
+    from xaigan.cli.parser import build_parser as build
+
+    return build()
 
 __all__ = ["CLIError", "build_parser", "main"]
 
