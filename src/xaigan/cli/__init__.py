@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     return build()
 
+
 __all__ = ["CLIError", "build_parser", "main"]
 
 
