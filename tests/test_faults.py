@@ -55,6 +55,19 @@ class _SignalInsideStep:
         return getattr(self.inner, name)
 
 
+@pytest.fixture
+def terminal_signals():
+    """Signals as a terminal delivers them, even when the test run itself was started with SIGINT ignored (a
+    background job): Ctrl-C raises KeyboardInterrupt, SIGTERM terminates."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.usefixtures("terminal_signals")
 @pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
 def test_signal_inside_a_step_finishes_it_and_resumes_bit_identical(tmp_path, folder, signum, name):
     cfg = _cfg(folder, xai="saliency", xai_start=0.0, xai_select="all")
