@@ -64,16 +64,11 @@ def _main(argv: Sequence[str] | None) -> int:
         return int(args.func(args) or 0)
     except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError, RunLockedError) as exc:
         return _fail(exc, 2, args.verbose)
-    except (
-        GuidanceHealthError,
-        NonFiniteLossError,
-        WorkerDiedError,
-    ) as exc:  # the run stopped; its last good checkpoint stands
-        return _fail(exc, 1, args.verbose)
+    except (GuidanceHealthError, NonFiniteLossError, WorkerDiedError) as exc:
+        return _fail(exc, 1, args.verbose)  # the run stopped; its last good checkpoint stands
     except StopRequested as exc:
         print(f"xaigan: {exc}; run the same command again to continue", file=sys.stderr)
         return 143 if exc.signal_name == "SIGTERM" else 130
-
     except (FileNotFoundError, ValueError, KeyError) as exc:
         # Library errors for bad input (missing weights file, unlabelled data, ...) are one line, not a traceback.
         return _fail(exc, 2, args.verbose)

@@ -15,7 +15,12 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from xaigan.config import Config
 from xaigan.experiments.grid import RunSpec
+from xaigan.experiments.prepare import prepare_run
+from xaigan.train import StopRequested
 
 
 class WorkerDiedError(RuntimeError):
@@ -28,11 +33,6 @@ def threads_per_worker(workers: int) -> int:
 
 def _train(cfg: dict[str, Any], run_dir: str, state: str, threads: int) -> dict[str, Any]:
     """In a worker: train one run to its end (or to a signal); returns the trainer's summary."""
-    import torch
-
-    from xaigan.config import Config
-    from xaigan.experiments.prepare import prepare_run
-
     torch.set_num_threads(threads)
     trainer = prepare_run(Config.from_dict(cfg), run_dir, resume=state == "partial", overwrite=state == "started")
     trainer.cfg.progress = False
@@ -45,8 +45,6 @@ def train_parallel(todo: list[tuple[RunSpec, str]], workers: int, report: Any = 
     Raises :class:`xaigan.train.StopRequested` if a run was stopped by a signal (it checkpointed) and
     :class:`WorkerDiedError` if a worker died; runs finished before either are kept.
     """
-    from xaigan.train import StopRequested
-
     threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads and open files
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -54,14 +52,14 @@ def train_parallel(todo: list[tuple[RunSpec, str]], workers: int, report: Any = 
             pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), state, threads): spec for spec, state in todo
         }
         try:
-            _collect(futures, report, StopRequested)
+            _collect(futures, report)
         except BaseException:
             for future in futures:
                 future.cancel()  # queued runs stay new; running ones finish or checkpoint on the signal
             raise
 
 
-def _collect(futures: dict, report: Any, stop_requested: type[Exception]) -> None:
+def _collect(futures: dict, report: Any) -> None:
     pending = set(futures)
     while pending:
         done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -75,5 +73,5 @@ def _collect(futures: dict, report: Any, stop_requested: type[Exception]) -> Non
                     "run the same command again to resume the others"
                 ) from None
             if summary.get("interrupted"):
-                raise stop_requested(f"stopped in {spec.run_dir} at step {summary['step']}", summary.get("signal"))
+                raise StopRequested(f"stopped in {spec.run_dir} at step {summary['step']}", summary.get("signal"))
             report(f"trained {spec.cell} seed {spec.seed}: {summary['steps']} steps, {summary['train_seconds']:.0f} s")

@@ -54,7 +54,7 @@ def resolve_mode(D: nn.Module, mode: str) -> str:
     Without BatchNorm, ``"batch"`` equals ``"eval"``: dropout off, deterministic maps of the expected D.
     """
     if mode == "auto":
-        return "batch" if _batchnorms(D) else "eval"
+        return "batch" if has_batchnorm(D) else "eval"
     if mode in MODES:
         return mode
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -62,6 +62,11 @@ def resolve_mode(D: nn.Module, mode: str) -> str:
 
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` normalises by batch statistics anywhere (its outputs then depend on the whole batch)."""
+    return bool(_batchnorms(model))
 
 
 def _freeze_batch_statistics(model: nn.Module, batch: Tensor) -> None:
@@ -177,7 +182,7 @@ def protected(model: nn.Module, mode: str = "eval", batch: Tensor | None = None)
         model.train(mode == "train")
         for p in params:
             p.requires_grad_(False)
-        if mode == "batch" and _batchnorms(model):
+        if mode == "batch" and has_batchnorm(model):
             if batch is None:
                 raise ValueError("explain mode 'batch' needs the batch whose BatchNorm statistics to use")
             _freeze_batch_statistics(model, batch)

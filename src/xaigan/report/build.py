@@ -123,6 +123,11 @@ def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, li
     return {"samples": samples, "explanations": heatmaps}
 
 
+def _asset_name(path: Path) -> str:
+    """The name in ``report_files/`` of a run's image ``CELL/seed_N/KIND/epoch_NNNN.png``."""
+    return f"{path.parent.parent.parent.name}_{path.parent.parent.name}_{path.parent.name}_{path.name}"
+
+
 def _md_text(text: str) -> str:
     """Text from run files (extractor ids, ...) shown as text by Markdown renderers that pass HTML through."""
     return html.escape(text, quote=False)
@@ -146,9 +151,7 @@ def _markdown(
         if items:
             lines += ["", f"## {'Samples (same fixed noise)' if section == 'samples' else 'Explanation maps'}", ""]
             lines += [
-                f"**{html.escape(label)}**<br>![{label}](report_files/{path.parent.parent.parent.name}_"
-                f"{path.parent.parent.name}_{path.parent.name}_{path.name})"
-                for label, path in items
+                f"**{html.escape(label)}**<br>![{label}](report_files/{_asset_name(path)})" for label, path in items
             ]
     return "\n".join(lines) + "\n"
 
@@ -247,10 +250,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         atomic_write_text(files / f"{name}.svg", svg)
     for items in images.values():
         for _, path in items:
-            target = (
-                files / f"{path.parent.parent.parent.name}_{path.parent.parent.name}_{path.parent.name}_{path.name}"
-            )
-            atomic_write_bytes(target, path.read_bytes())
+            atomic_write_bytes(files / _asset_name(path), path.read_bytes())
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md_path, _markdown(title, meta, rows, charts, images, notes))
     atomic_write_text(html_path, _html(title, rows, charts, images, notes))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaigan.config import Config, ConfigError
-from xaigan.explain import resolve_output
+from xaigan.explain import has_batchnorm, resolve_output
 from xaigan.guidance import Guidance
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -52,10 +52,6 @@ def frozen(model: nn.Module) -> Iterator[None]:
     finally:
         for p in params:
             p.requires_grad_(True)
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
