@@ -59,3 +59,20 @@ def test_cli_rejects_before_any_work(tmp_path, capsys):
 def test_cli_unknown_key_via_set(tmp_path, capsys):
     assert cli.main(["train", "--set", "colour=red", "--out", str(tmp_path / "r")]) == 2
     assert "unknown config key(s): colour" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "start, epochs, expected",
+    [(0.5, 3, 2), (0.5, 4, 2), (0.5, 5, 3), (0.5, 50, 25), (0.5, 51, 26), (0.29, 100, 29), (0.3, 10, 3), (0.0, 7, 0)],
+)
+def test_xai_start_epoch_matches_the_original_switch(start, epochs, expected):
+    """The original (experiment.py) switches on at 0-based epoch (E + 1) / 2 for odd E and E / 2 for even E."""
+    if start == 0.5:
+        assert expected == ((epochs + 1) / 2 if epochs % 2 == 1 else epochs / 2)
+    cfg = cfg_mod.resolve({"xai": "saliency", "xai_start": start, "epochs": epochs})
+    assert cfg.xai_start_epoch == expected
+
+
+def test_xai_start_that_rounds_up_to_the_last_epoch_is_refused():
+    with pytest.raises(cfg_mod.ConfigError, match="never run"):
+        cfg_mod.resolve({"xai": "saliency", "xai_start": 0.95, "epochs": 10})

@@ -325,7 +325,7 @@ def test_only_consecutive_steps_count():
     guide = guidance.XAIGuidance("saliency", patience=3)
     for D, batch in [(accepting, x)] * 2 + [(prob, mixed)] + [(accepting, x)] * 2:
         guide(batch, D)
-    assert guide.drain_events() == [] and guide.state_dict()["nothing-explained"]["steps"] == 2
+    assert guide.drain_events() == [] and guide.state_dict()["health"]["nothing-explained"]["steps"] == 2
     everything = guidance.XAIGuidance("saliency", select="all", target="logit", patience=1)
     everything(x, accepting)
     assert everything.drain_events() == []  # select="all" explains by design: nothing to say
@@ -361,14 +361,14 @@ def test_state_dict_round_trip_resumes_the_same():
     for _ in range(2):
         first(x, D)
     state = json.loads(json.dumps(first.state_dict()))
-    assert state["nothing-explained"]["steps"] == 2 and state["nothing-explained"]["said"] is False
+    assert state["health"]["nothing-explained"]["steps"] == 2 and state["health"]["nothing-explained"]["said"] is False
     resumed, fresh = guidance.XAIGuidance("saliency", patience=3), guidance.XAIGuidance("saliency", patience=3)
     resumed.load_state_dict(state)
     assert resumed.state_dict() == state
     for guide in (first, resumed, fresh):
         guide(x, D)
     assert len(first.drain_events()) == len(resumed.drain_events()) == 1 and fresh.drain_events() == []
-    assert first.state_dict() == resumed.state_dict() and resumed.state_dict()["nothing-explained"]["said"]
+    assert first.state_dict() == resumed.state_dict() and resumed.state_dict()["health"]["nothing-explained"]["said"]
     after = guidance.XAIGuidance("saliency", patience=1)
     after.load_state_dict(json.loads(json.dumps(resumed.state_dict())))
     for _ in range(3):

@@ -10,6 +10,7 @@ from torch import nn
 
 from tests.helpers_models import SignD, conv_bn_d, mlp_d
 from xaigan import explain, guidance
+from xaigan.guidance import XAIGuidance
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -245,3 +246,34 @@ def test_active_from_start_epoch_and_protocol():
     assert [guide.active(e) for e in range(4)] == [False, False, True, True]
     assert isinstance(guide, guidance.Guidance)
     assert not isinstance(object(), guidance.Guidance)
+
+
+def test_regimes_count_none_partial_and_all_batches_and_survive_a_resume():
+    """Steps that explain no sample, some or all; in the partial one the paper's batch-minmax gives the explained
+    samples masks near 0 and the others exactly 1 (hand computation for a linear D)."""
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+    x = torch.randn(6, 1, 4, 4)
+    w = D[1].weight.detach().view(1, 4, 4)
+    guide = XAIGuidance("saliency", d_output="logit")
+    partial = torch.tensor([-2.0, 1.0, -0.5, 3.0, 0.2, -1.0])
+    for scores in (torch.full((6,), 2.0), partial, torch.full((6,), -1.0), partial):
+        guide.masks(x, D, scores=scores)
+    selected = torch.sigmoid(partial) < 0.5  # selection from the scores passed; maps from D's own outputs
+    p = torch.sigmoid(D(x).detach().view(-1))
+    maps = (p * (1 - p)).view(6, 1, 1, 1) * w.abs()
+    full = torch.ones_like(x)
+    full[selected] = maps[selected]
+    mask = (full - full.min()) / (full.max() - full.min())
+    got = guide.regimes()
+    assert {k: got[k] for k in ("none", "partial", "all")} == {"none": 1, "partial": 2, "all": 1}
+    assert got["partial_mask_mean_explained"] == pytest.approx(float(mask[selected].mean()), rel=1e-5)
+    assert got["partial_mask_mean_others"] == pytest.approx(1.0)
+    assert got["partial_mask_mean_explained"] < 0.3
+
+    resumed = XAIGuidance("saliency", d_output="logit")
+    resumed.load_state_dict(json.loads(json.dumps(guide.state_dict())))
+    assert resumed.regimes() == got
+    old = XAIGuidance("saliency")
+    old.load_state_dict(guide.state_dict()["health"])  # a checkpoint written before the counts
+    assert old.regimes() == {"none": 0, "partial": 0, "all": 0}

@@ -74,3 +74,63 @@ def test_workers_must_be_positive(grid, capsys):
 
     assert cli.main(["reproduce", str(grid), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found |= {int(c) for c in f.read().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_stop_when_reproduce_is_killed(tmp_path):
+    """SIGKILL of the ``reproduce`` process: its workers checkpoint and exit (none trains on orphaned), and the
+    same command afterwards finishes the grid."""
+    import signal
+    import time
+
+    write_image_folder(tmp_path / "imgs", n=60, size=16, mode="L")
+    spec = {
+        "name": "k",
+        "base": {"dataset": f"folder:{tmp_path / 'imgs'}", "batch_size": 20, "tensorboard": False, "log_every": 1},
+        "budgets": {"quick": {"epochs": 60}},
+        "cells": {"normal": {"xai": "none"}},
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "xaigan", "reproduce", str(tmp_path / "grid.yaml"), "--out", str(out)]
+    args += ["--seeds", "3", "--no-eval", "--quiet", "--workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("normal/seed_*/checkpoints/last.pt")):
+            time.sleep(0.2)
+        workers = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert list(out.glob("normal/seed_*/checkpoints/last.pt")), (tmp_path / "log").read_text()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "workers kept running after their parent was killed"
+    states = {RunDir(d).state() for d in out.glob("normal/seed_*")}
+    assert "partial" in states and "trained" not in states
+    finish = _reproduce_seeds(tmp_path / "grid.yaml", out, 3)
+    assert finish.returncode == 0, finish.stderr
+    assert {RunDir(d).state() for d in out.glob("normal/seed_*")} == {"trained"}
+
+
+def _reproduce_seeds(grid, out, seeds):
+    args = [sys.executable, "-m", "xaigan", "reproduce", str(grid), "--out", str(out), "--seeds", str(seeds)]
+    args += ["--no-eval", "--quiet", "--workers", "2"]
+    return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)

@@ -25,7 +25,8 @@ def _cfg(dataset, **kw):
 
 def test_alpha_zero_is_bit_identical_to_standard_gan(tmp_path, folder):
     from_config(_cfg(folder, xai="none"), tmp_path / "none").fit()
-    from_config(_cfg(folder, xai="saliency", alpha=0.0, xai_select="all"), tmp_path / "xai0").fit()
+    summary = from_config(_cfg(folder, xai="saliency", alpha=0.0, xai_select="all"), tmp_path / "xai0").fit()
+    assert summary["xai_regimes"] == {"none": 0, "partial": 0, "all": 2 * 64 // 32}  # every step, whole batch
     a = load_torch(tmp_path / "none" / "checkpoints" / "last.pt")
     b = load_torch(tmp_path / "xai0" / "checkpoints" / "last.pt")
     for net in ("G", "D"):

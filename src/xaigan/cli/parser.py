@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-eval", action="store_true", help="train only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.add_argument(
-        "--workers", type=int, default=1, help="train this many runs at once, in separate processes (cores split)"
+        "--workers",
+        default="auto",
+        help="train this many runs at once, in separate processes, the cores split between them (default auto: one "
+        "per core on CPU, at most one per run to train; 1 on a GPU)",
     )
     rep.set_defaults(func=study.cmd_reproduce)
 

@@ -54,8 +54,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     out = Path(args.out) if args.out else Path("runs") / f"{grid.name}-{args.budget}"
     seeds = _seeds(args, grid)
-    if args.workers < 1:
-        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    workers = args.workers
+    if workers != "auto":
+        try:
+            workers = int(workers)
+        except ValueError:
+            raise CLIError(f"--workers must be a whole number or auto, got {args.workers!r}") from None
+        if workers < 1:
+            raise CLIError(f"--workers must be at least 1, got {workers}")
     run_grid(
         grid,
         out,
@@ -63,7 +69,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         seeds=seeds,
         evaluate=not args.no_eval,
         progress=not args.quiet,
-        workers=args.workers,
+        workers=workers,
     )
     if not args.no_eval:
         md, page = build_report(out)

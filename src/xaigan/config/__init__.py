@@ -8,9 +8,11 @@ key and what is allowed. The CLI flags, ``xaigan train --help`` and ``docs/confi
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +117,9 @@ class Config:
     )
     explain_mode: str = option(
         "auto",
-        "D's mode while explained (train: the original's; batch: BatchNorm with the fake batch's statistics, "
-        "frozen; auto: batch if D has BatchNorm, else eval)",
-        choices=("auto", "eval", "train", "batch"),
+        "D's mode while explained (train: the original's; step: train, and saliency reuses G's own step pass of D; "
+        "batch: BatchNorm with the fake batch's statistics, frozen; auto: batch if D has BatchNorm, else eval)",
+        choices=("auto", "eval", "train", "batch", "step"),
         group="xai",
     )
     xai_baselines: int = option(128, "real reference images (deeplift-shap)", range="> 0", group="xai")
@@ -153,11 +155,21 @@ class Config:
             spec.validate(value)
         self._check_together()
 
+    @property
+    def xai_start_epoch(self) -> int:
+        """The 0-based epoch the guidance starts in: ``ceil(xai_start * epochs)``, in exact decimal arithmetic.
+
+        The original switches on at epoch ``(E + 1) / 2`` for odd E and ``E / 2`` for even E (0-based), which is
+        ``ceil(E / 2)``; ``int(0.5 * E)`` would start one epoch early for odd E, and float products truncate
+        (``int(0.29 * 100) == 28``, ``math.ceil(0.3 * 10) == 4``), hence the decimal fraction.
+        """
+        return math.ceil(Fraction(repr(float(self.xai_start))) * self.epochs)
+
     def _check_together(self) -> None:
         """Settings that are each valid but together mean the guidance never runs."""
         if self.xai == "none":
             return
-        if int(self.xai_start * self.epochs) >= self.epochs:
+        if self.xai_start_epoch >= self.epochs:
             raise ConfigError(
                 f"xai_start {self.xai_start} with {self.epochs} epochs starts the guidance after the last epoch: "
                 "it would never run (use xai: none for a standard GAN)"

@@ -14,7 +14,7 @@ from xaigan.config import ConfigError
 from xaigan.evaluate import Evaluator, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.experiments.prepare import prepare_run
-from xaigan.experiments.workers import train_parallel
+from xaigan.experiments.workers import auto_workers, train_parallel
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.rundir import RunDir
 
@@ -49,11 +49,11 @@ def run_grid(
     seeds: list[int],
     evaluate: bool = True,
     progress: bool = True,
-    workers: int = 1,
+    workers: int | str = 1,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run. With ``workers`` > 1 the
     runs are trained that many at a time in separate processes (see :mod:`xaigan.experiments.workers`), then
-    evaluated here."""
+    evaluated here; ``"auto"``: :func:`xaigan.experiments.workers.auto_workers`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
@@ -66,13 +66,15 @@ def run_grid(
         out / "grid.json",
         json.dumps({"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds}, indent=2),
     )
-    if workers > 1:
-        todo = []
-        for spec in specs:
-            _check_same_config(spec)
-            state = RunDir(spec.run_dir).state()
-            if state in ("new", "started", "partial"):
-                todo.append((spec, state))
+    todo = []
+    for spec in specs:
+        _check_same_config(spec)
+        state = RunDir(spec.run_dir).state()
+        if state in ("new", "started", "partial"):
+            todo.append((spec, state))
+    if workers == "auto":
+        workers = auto_workers([spec.cfg for spec, _ in todo])
+    if workers > 1 and len(todo) > 1:
         train_parallel(todo, workers, report=tqdm.write if progress else log.info)
     evaluators: dict[tuple, Evaluator] = {}
     records = []

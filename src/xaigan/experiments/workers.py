@@ -4,12 +4,19 @@ Two processes with one thread each finish more GAN steps per second on 2 cores t
 (small matmuls do not scale across threads; see ``docs/benchmarks.md``). Each worker trains whole runs (new ones, or
 resumes stopped ones), one at a time, with ``torch.set_num_threads(threads)``; what a run computes does not depend on
 which worker trains it. A worker that dies leaves its run's last checkpoint: the next invocation resumes it.
+
+A worker whose parent dies (the ``reproduce`` process SIGKILLed) stops as on SIGTERM: its run finishes the step under
+way, checkpoints and the worker exits without starting another run, so nothing trains on unseen and holds the
+terminal or the run's lock.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -27,16 +34,60 @@ class WorkerDiedError(RuntimeError):
     """A worker process died (killed, out of memory); finished runs are kept, unfinished ones resume next time."""
 
 
+def auto_workers(cfgs: list[Config]) -> int:
+    """What measured fastest here: one single-threaded worker per core (2 workers finished 1.20x (fp32) and 1.24x
+    (bf16) the runs of one 2-thread process on 2 cores, ``docs/benchmarks.md``), at most one per run; 1 when any
+    run asks for a GPU, whose runs would share it."""
+    from xaigan.train.step import pick_device
+
+    if not cfgs or any(pick_device(c.device).type != "cpu" for c in cfgs):
+        return 1
+    return max(1, min(os.cpu_count() or 1, len(cfgs)))
+
+
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+_PARENT: int | None = None
+_busy = threading.Event()  # set while this worker trains a run
+ORPHAN_POLL_S = 0.5
+ORPHAN_GRACE_S = 300.0  # after SIGTERM, time to finish a step, an evaluation and the checkpoint before a hard exit
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: once ``parent`` is gone, SIGTERM this worker, and exit for good after a grace period."""
+    global _PARENT
+    _PARENT = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + ORPHAN_GRACE_S
+        while _busy.is_set() and time.monotonic() < deadline:  # the run checkpoints on the signal
+            time.sleep(ORPHAN_POLL_S)
+        os._exit(1)  # idle workers would otherwise wait on the task queue for ever
+
+    threading.Thread(target=watch, name="xaigan-parent-watch", daemon=True).start()
+
+
+def _orphaned() -> bool:
+    return _PARENT is not None and os.getppid() != _PARENT
+
+
 def _train(cfg: dict[str, Any], run_dir: str, state: str, threads: int) -> dict[str, Any]:
     """In a worker: train one run to its end (or to a signal); returns the trainer's summary."""
-    torch.set_num_threads(threads)
-    trainer = prepare_run(Config.from_dict(cfg), run_dir, resume=state == "partial", overwrite=state == "started")
-    trainer.cfg.progress = False
-    return trainer.fit()
+    if _orphaned():  # a run queued before the parent died: leave it for the next invocation
+        os._exit(1)
+    _busy.set()
+    try:
+        torch.set_num_threads(threads)
+        trainer = prepare_run(Config.from_dict(cfg), run_dir, resume=state == "partial", overwrite=state == "started")
+        trainer.cfg.progress = False
+        return trainer.fit()
+    finally:
+        _busy.clear()
 
 
 def train_parallel(todo: list[tuple[RunSpec, str]], workers: int, report: Any = print) -> None:
@@ -47,7 +98,9 @@ def train_parallel(todo: list[tuple[RunSpec, str]], workers: int, report: Any = 
     """
     threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads and open files
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+    ) as pool:
         futures = {
             pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), state, threads): spec for spec, state in todo
         }

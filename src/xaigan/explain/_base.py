@@ -15,7 +15,7 @@ from torch import Tensor, nn
 OUTPUTS = ("logit", "prob")
 """What D returns: a logit (our built-in models) or a probability of "real" (a D ending in ``nn.Sigmoid``)."""
 TARGETS = ("output", "prob", "logit")
-MODES = ("auto", "eval", "train", "batch")
+MODES = ("auto", "eval", "train", "batch", "step")
 
 
 def _last_module(d: nn.Module) -> nn.Module:
@@ -52,9 +52,15 @@ def resolve_mode(D: nn.Module, mode: str) -> str:
     batch of fakes, frozen, so each sample's verdict is the G step's while explanations stay per-sample (train mode
     would also mix the baselines, perturbations or interpolations of DeepLIFT, LIME and IG into the statistics).
     Without BatchNorm, ``"batch"`` equals ``"eval"``: dropout off, deterministic maps of the expected D.
+
+    ``"step"``: D as in G's own step (train mode: dropout on). A saliency guidance then reads its selection and
+    maps from the G step's own forward and backward pass of D (see :func:`xaigan.train.step.gan_step`); elsewhere it
+    is ``"train"``. A BatchNorm D couples the samples of that pass, so for one ``"step"`` resolves to ``"batch"``.
     """
     if mode == "auto":
         return "batch" if has_batchnorm(D) else "eval"
+    if mode == "step" and has_batchnorm(D):
+        return "batch"
     if mode in MODES:
         return mode
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -160,17 +166,27 @@ class ExplainedModel(nn.Module):
         return out
 
 
+def target_of_output(out: Tensor, target: str, d_output: str) -> Tensor:
+    """What :class:`ExplainedModel` explains, computed from D's raw outputs ``out`` (``d_output`` resolved):
+    the probability of real, the logit or the output itself."""
+    if d_output == "logit" and target == "prob":
+        return torch.sigmoid(out)
+    if d_output == "prob" and target == "logit":
+        return torch.logit(out, eps=torch.finfo(out.dtype).eps)
+    return out
+
+
 @contextlib.contextmanager
 def protected(model: nn.Module, mode: str = "eval", batch: Tensor | None = None) -> Iterator[nn.Module]:
     """Run an explanation without leaving any trace on ``model``.
 
     Inside the block the model is in ``mode`` (``"eval"``: dropout off, BatchNorm uses running statistics;
-    ``"train"``: as the original xAI-GAN explained, dropout on and BatchNorm using the statistics of whatever batch
-    goes through; ``"batch"``: dropout off, BatchNorm using the statistics of ``batch``, frozen; ``"auto"``: see
-    :func:`resolve_mode`) and its parameters do not require gradients (so no parameter gradient is computed or
-    accumulated, which is also faster). On exit every module's ``training`` flag, every parameter's
-    ``requires_grad`` and ``.grad`` (the same tensor object) and every buffer's value (BatchNorm running
-    statistics, ``num_batches_tracked``, spectral norm vectors...) are restored, whatever happened inside.
+    ``"train"``/``"step"``: as the original xAI-GAN explained, dropout on and BatchNorm using the statistics of
+    whatever batch goes through; ``"batch"``: dropout off, BatchNorm using the statistics of ``batch``, frozen;
+    ``"auto"``: see :func:`resolve_mode`) and its parameters do not require gradients (so no parameter gradient is
+    computed or accumulated, which is also faster). On exit every module's ``training`` flag, every parameter's
+    ``requires_grad`` and ``.grad`` (the same tensor object) and every buffer's value (BatchNorm running statistics,
+    ``num_batches_tracked``, spectral norm vectors...) are restored, whatever happened inside.
     """
     mode = resolve_mode(model, mode)
     flags = [(m, m.training) for m in model.modules()]
@@ -179,7 +195,7 @@ def protected(model: nn.Module, mode: str = "eval", batch: Tensor | None = None)
     grads = [p.grad for p in params]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
-        model.train(mode == "train")
+        model.train(mode in ("train", "step"))
         for p in params:
             p.requires_grad_(False)
         if mode == "batch" and has_batchnorm(model):

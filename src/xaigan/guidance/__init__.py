@@ -33,13 +33,24 @@ import torch
 from torch import Tensor, nn
 
 from xaigan import explain as _explain
-from xaigan.explain._base import MODES, OUTPUTS, TARGETS, ExplainedModel, protected, resolve_output
+from xaigan.explain._base import (
+    MODES,
+    OUTPUTS,
+    TARGETS,
+    ExplainedModel,
+    has_batchnorm,
+    protected,
+    resolve_output,
+    target_of_output,
+)
 from xaigan.guidance.health import GuidanceHealthError as GuidanceHealthError
 from xaigan.guidance.health import HealthCheck
+from xaigan.guidance.masks import NORMALIZE, PRIOR_MODES, combine_prior, load_prior, normalize
+from xaigan.guidance.masks import minmax as minmax
+from xaigan.guidance.regimes import Regimes
 
 SELECT = ("fake", "all")
-NORMALIZE = ("batch-minmax", "selected-minmax", "sample-minmax")
-PRIOR_MODES = ("multiply", "add", "replace")
+SHARED_KWARGS = ("abs", "internal_batch_size")  # saliency settings a shared step honours (the latter is moot)
 CONFIG_KEYS = (
     *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
     *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
@@ -80,76 +91,6 @@ def apply(x: Tensor, mask: Tensor | float, alpha: float = 0.2) -> Tensor:
     return _Guide.apply(x, mask, float(alpha))
 
 
-def minmax(t: Tensor) -> Tensor:
-    """``(t - min) / (max - min)`` over the whole tensor; a constant tensor gives zeros."""
-    lo, hi = t.min(), t.max()
-    if not bool(hi > lo):
-        return torch.zeros_like(t)
-    return (t - lo) / (hi - lo)
-
-
-def normalize(maps: Tensor, selected: Tensor, how: str = "batch-minmax") -> Tensor:
-    """Masks for the whole batch from the maps of the selected samples.
-
-    ``maps``: ``(n, ...)`` explanations of the ``n = selected.sum()`` selected samples, in batch order.
-
-    * ``batch-minmax`` (the original code): unselected samples filled with 1.0, then one min-max over the whole
-      ``(B, ...)`` tensor, fill included. If the maps lie in [0, 1) (small saliencies), the fill is the max and
-      unselected samples keep mask 1; otherwise they get whatever 1.0 normalises to.
-    * ``selected-minmax``: one min-max over the selected samples' maps only, unselected samples then set to 1.0.
-    * ``sample-minmax``: each selected map min-max normalised on its own; unselected samples get 0 (no change).
-
-    A constant tensor (or map) normalises to zeros, as the original's NaN -> 0.
-    """
-    B = selected.shape[0]
-    shape = (B, *maps.shape[1:])
-    if how == "batch-minmax":
-        full = maps.new_ones(shape)
-        full[selected] = maps
-        return minmax(full)
-    if how == "selected-minmax":
-        full = maps.new_ones(shape)
-        if maps.shape[0]:
-            full[selected] = minmax(maps)
-        return full
-    if how == "sample-minmax":
-        full = maps.new_zeros(shape)
-        if maps.shape[0]:
-            flat = maps.reshape(maps.shape[0], -1)
-            lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-            span = hi - lo
-            full[selected] = torch.where(
-                span > 0, (flat - lo) / span.clamp(min=torch.finfo(flat.dtype).tiny), 0.0
-            ).view_as(maps)
-        return full
-    raise ValueError(f"normalize must be one of {NORMALIZE}, got {how!r}")
-
-
-def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
-    """A grey ``(1, H, W)`` prior in [0, 1] from an image file, resized (bilinear) to ``size = (H, W)``."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        grey = img.convert("L").resize((size[1], size[0]), Image.BILINEAR)
-        data = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
-    return data.view(1, size[0], size[1]).float() / 255.0
-
-
-def combine_prior(mask: Tensor, prior: Tensor, mode: str = "multiply") -> Tensor:
-    """Combine explanation masks ``(n, C, H, W)`` in [0, 1] with a prior broadcastable to one image.
-
-    ``multiply``: ``mask * prior``; ``add``: ``(mask + prior) / 2`` (the sum rescaled to stay in [0, 1]);
-    ``replace``: the prior alone.
-    """
-    if mode == "multiply":
-        return mask * prior
-    if mode == "add":
-        return (mask + prior) / 2
-    if mode == "replace":
-        return prior.expand_as(mask).clone()
-    raise ValueError(f"prior_mode must be one of {PRIOR_MODES}, got {mode!r}")
-
-
 @runtime_checkable
 class Guidance(Protocol):
     """What a trainer calls on an xAI guidance (implemented by :class:`XAIGuidance`).
@@ -157,8 +98,8 @@ class Guidance(Protocol):
     ``guide(fake, D, scores)``: ``fake`` with G's gradient at it reshaped (``scores``: D's raw outputs on ``fake``
     if already known); ``active(epoch)``: used in this 0-based epoch?; ``stats``: numbers about the last call, for
     logging; ``drain_events()``: events (health warnings) since the last drain, clearing them; ``state_dict()`` /
-    ``load_state_dict()``: JSON-able state so that a resumed run behaves the same; ``explain_maps(x, D)``:
-    detached explanations of every sample of ``x`` (heat-map figures).
+    ``load_state_dict()``: JSON-able state so that a resumed run behaves and counts the same;
+    ``explain_maps(x, D)``: detached explanations of every sample of ``x`` (heat-map figures).
     """
 
     stats: dict
@@ -278,6 +219,7 @@ class XAIGuidance:
         self.last_maps: Tensor | None = None
         self.stats: dict = {}
         self._scores: Tensor | None = None  # D's raw outputs on the last batch, when they were known
+        self._regimes = Regimes()
 
     def config(self) -> dict:
         """The settings, JSON-friendly (tensors appear as their shapes)."""
@@ -331,22 +273,27 @@ class XAIGuidance:
         prob = s if kind == "prob" else torch.sigmoid(s)
         return prob < self.threshold
 
-    def masks(self, x: Tensor, D: nn.Module, scores: Tensor | None = None) -> Tensor:
-        """The ``(B, ...)`` mask for the batch ``x`` (also stored with the stats, see the class docstring)."""
+    def masks(self, x: Tensor, D: nn.Module, scores: Tensor | None = None, maps: Tensor | None = None) -> Tensor:
+        """The ``(B, ...)`` mask for the batch ``x`` (also stored with the stats, see the class docstring).
+
+        ``maps``: this method's explanations of every sample of ``x``, when already computed (a shared step);
+        the selected samples' maps are then taken from it instead of explaining them.
+        """
         start = time.perf_counter()
         x = x.detach()
         selected = self.selection(x, D, scores)
         n = int(selected.sum())
-        maps = x.new_zeros((0, *x.shape[1:]))
+        all_maps, maps = maps, x.new_zeros((0, *x.shape[1:]))
         mask = x.new_zeros(x.shape)
         if n and self.prior_mode == "replace":
             mask[selected] = self._prior_for(x)
         elif n:
-            maps = self.explain_maps(x[selected], D, batch=x)
+            maps = self.explain_maps(x[selected], D, batch=x) if all_maps is None else all_maps.detach()[selected]
             mask = normalize(maps, selected, self.normalize)
             if self.prior is not None:
                 mask[selected] = combine_prior(mask[selected], self._prior_for(x), self.prior_mode)
         self.last_mask, self.last_selected, self.last_maps = mask, selected, maps
+        self._regimes.update(mask, selected)
         self.stats = {
             "explained": n / max(x.shape[0], 1),
             "n_explained": n,
@@ -377,20 +324,66 @@ class XAIGuidance:
         forward pass, as the original selected with them; used for selection only.
         """
         mask = self.masks(fake, D, scores)
-        context = dict(threshold=self.threshold, d_output=self.d_output, method=self.method)
-        context["kind"] = resolve_output(D, self.d_output)
-        self._health.update(self.stats["n_explained"], mask, self._scores, self.select == "fake", context)
+        self._check_health(D, mask)
         if self.stats["n_explained"] == 0:
             return fake
         return apply(fake, mask, self.alpha)
+
+    def _check_health(self, D: nn.Module, mask: Tensor) -> None:
+        context = dict(threshold=self.threshold, d_output=self.d_output, method=self.method)
+        context["kind"] = resolve_output(D, self.d_output)
+        self._health.update(self.stats["n_explained"], mask, self._scores, self.select == "fake", context)
+
+    def shares_step(self, D: nn.Module) -> bool:
+        """Whether G's step may compute this guidance from its own pass of D (then it calls :meth:`scale_gradient`
+        instead of ``__call__``): saliency in ``explain_mode="step"`` on a D without BatchNorm, so that each
+        sample's output depends on that sample alone and one backward pass of the summed outputs gives every
+        sample's input gradient."""
+        return (
+            self.method == "saliency"
+            and self.explain_mode == "step"
+            and self.prior_mode != "replace"
+            and set(self.explain_kwargs) <= set(SHARED_KWARGS)
+            and not has_batchnorm(D)
+        )
+
+    def scale_gradient(self, grad: Tensor, fake: Tensor, D: nn.Module, scores: Tensor, jacobian: Tensor) -> Tensor:
+        """G's gradient ``grad`` at ``fake`` reshaped by this batch's mask, from G's own step (see :meth:`shares_step`).
+
+        ``scores``: D's raw outputs on ``fake`` in that step; ``jacobian``: ``d scores_i / d fake_i`` per sample.
+        The saliency of each sample is ``|d target / d score| * |jacobian|``, as :func:`xaigan.explain.saliency`
+        computes it from a pass of its own. Returns ``grad * (1 + alpha * mask)``, or ``grad`` when nothing is
+        explained.
+        """
+        kind = resolve_output(D, self.d_output)
+        o = scores.detach().float().reshape(-1).requires_grad_(True)
+        with torch.enable_grad():
+            (dt,) = torch.autograd.grad(target_of_output(o, self.target, kind).sum(), o)
+        maps = dt.view(-1, *([1] * (jacobian.dim() - 1))) * jacobian
+        if self.explain_kwargs.get("abs", True):
+            maps = maps.abs()
+        mask = self.masks(fake, D, scores.detach().reshape(-1), maps=maps)
+        self._check_health(D, mask)
+        if self.stats["n_explained"] == 0 or self.alpha == 0:
+            return grad
+        return grad * (1 + self.alpha * mask)
+
+    def regimes(self) -> dict:
+        """How many calls explained none, some or all of the batch (see :mod:`xaigan.guidance.regimes`)."""
+        return self._regimes.summary()
 
     def drain_events(self) -> list[dict]:
         """Health events since the last drain (``{"event": "xai_health", "check", "steps", "message"}``)."""
         return self._health.drain()
 
     def state_dict(self) -> dict:
-        """Per health check: the current streak's ``steps`` and D's output ``range``, and whether it was ``said``."""
-        return self._health.state_dict()
+        """``health``: per check, the current streak's ``steps``, D's output ``range`` and whether it was ``said``;
+        ``regimes``: the counts behind :meth:`regimes`."""
+        return {"health": self._health.state_dict(), "regimes": self._regimes.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._health.load_state_dict(state)
+        if "health" not in state:  # written before the regime counts: the health state alone
+            self._health.load_state_dict(state)
+            return
+        self._health.load_state_dict(state["health"])
+        self._regimes.load_state_dict(state["regimes"])

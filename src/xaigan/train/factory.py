@@ -72,7 +72,7 @@ def build_guidance(
         d_output=cfg.d_output,
         transform=augment,
         explain_kwargs=kwargs,
-        start_epoch=int(cfg.xai_start * cfg.epochs),
+        start_epoch=cfg.xai_start_epoch,
         patience=cfg.xai_patience,
         strict=cfg.xai_strict,
     )

@@ -106,14 +106,11 @@ def gan_step(
 
     with autocast:
         fake = G(torch.randn(batch, cfg.noise_dim, device=device))
-    if guidance is not None:
-        fake = guidance(fake.float(), D)
-    with frozen(D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's backward)
-        with autocast:
-            d_gen = D(aug(fake))
-        loss_g = bce(d_gen.float(), cfg.g_target, kind)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+    shared = getattr(guidance, "shares_step", None)
+    if shared is not None and shared(D):
+        loss_g = _shared_g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g)
+    else:
+        loss_g = _g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g)
     if cfg.g_clip > 0:
         nn.utils.clip_grad_norm_(G.parameters(), cfg.g_clip)
     opt_g.step()
@@ -123,3 +120,41 @@ def gan_step(
         "d_real": prob_real(d_real, kind).mean().item(),
         "d_fake": prob_real(d_fake, kind).mean().item(),
     }
+
+
+def _g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g) -> torch.Tensor:
+    if guidance is not None:
+        fake = guidance(fake.float(), D)
+    with frozen(D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's backward)
+        with autocast:
+            d_gen = D(aug(fake))
+        loss_g = bce(d_gen.float(), cfg.g_target, kind)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+    return loss_g
+
+
+def _shared_g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g) -> torch.Tensor:
+    """G's backward pass with a saliency guidance read from this step's own pass of D (``explain_mode="step"``).
+
+    D's outputs depend on each sample alone (no BatchNorm), so one backward pass of their sum gives each sample's
+    ``d out_i / d x_i``. G's loss gradient at the image is ``d loss / d out_i`` times it, and the saliency is
+    ``|d target / d out_i|`` times it: selection, explanation and G's gradient from one forward and one backward of
+    D, where the plain G step also needs one of each.
+    """
+    x = fake.detach().float().requires_grad_(True)
+    with frozen(D), torch.enable_grad():
+        with autocast:
+            out = D(aug(x))
+        out = out.float()
+        if out.numel() != len(x):
+            raise ValueError(f"explain_mode 'step' needs one output per sample from D, got shape {tuple(out.shape)}")
+        (jacobian,) = torch.autograd.grad(out.sum(), x)
+        o = out.detach().requires_grad_(True)
+        loss_g = bce(o, cfg.g_target, kind)
+        (d_out,) = torch.autograd.grad(loss_g, o)
+    grad = d_out.reshape(-1, *([1] * (x.dim() - 1))) * jacobian
+    grad = guidance.scale_gradient(grad, x.detach(), D, out.detach(), jacobian)
+    opt_g.zero_grad(set_to_none=True)
+    fake.backward(grad.to(fake.dtype))
+    return loss_g.detach()

@@ -304,6 +304,10 @@ class Trainer:
             callback(self, self.pending_epoch)
         self.pending_epoch = None
 
+    def _xai_regimes(self) -> dict[str, Any]:
+        regimes = getattr(self.guidance, "regimes", None)
+        return {"xai_regimes": regimes()} if regimes is not None else {}
+
     def _finish(self) -> dict[str, Any]:
         records = [r for r in self.run.read_metrics() if "d_loss" in r]
         last = records[-1] if records else {}
@@ -316,6 +320,7 @@ class Trainer:
             "final": {k: last.get(k) for k in ("d_loss", "g_loss", "d_real", "d_fake")},
             "data": self.data.meta,
             "xai": self.cfg.xai,
+            **self._xai_regimes(),
             **self.extra,
             "device": str(self.device),
             "samples": str(self.run.samples_dir),

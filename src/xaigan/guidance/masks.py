@@ -1,0 +1,84 @@
+"""From explanation maps to masks: the normalisations and priors of :class:`xaigan.guidance.XAIGuidance`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+NORMALIZE = ("batch-minmax", "selected-minmax", "sample-minmax")
+PRIOR_MODES = ("multiply", "add", "replace")
+
+
+def minmax(t: Tensor) -> Tensor:
+    """``(t - min) / (max - min)`` over the whole tensor; a constant tensor gives zeros."""
+    lo, hi = t.min(), t.max()
+    if not bool(hi > lo):
+        return torch.zeros_like(t)
+    return (t - lo) / (hi - lo)
+
+
+def normalize(maps: Tensor, selected: Tensor, how: str = "batch-minmax") -> Tensor:
+    """Masks for the whole batch from the maps of the selected samples.
+
+    ``maps``: ``(n, ...)`` explanations of the ``n = selected.sum()`` selected samples, in batch order.
+
+    * ``batch-minmax`` (the original code): unselected samples filled with 1.0, then one min-max over the whole
+      ``(B, ...)`` tensor, fill included. If the maps lie in [0, 1) (small saliencies), the fill is the max and
+      unselected samples keep mask 1; otherwise they get whatever 1.0 normalises to.
+    * ``selected-minmax``: one min-max over the selected samples' maps only, unselected samples then set to 1.0.
+    * ``sample-minmax``: each selected map min-max normalised on its own; unselected samples get 0 (no change).
+
+    A constant tensor (or map) normalises to zeros, as the original's NaN -> 0.
+    """
+    B = selected.shape[0]
+    shape = (B, *maps.shape[1:])
+    if how == "batch-minmax":
+        full = maps.new_ones(shape)
+        full[selected] = maps
+        return minmax(full)
+    if how == "selected-minmax":
+        full = maps.new_ones(shape)
+        if maps.shape[0]:
+            full[selected] = minmax(maps)
+        return full
+    if how == "sample-minmax":
+        full = maps.new_zeros(shape)
+        if maps.shape[0]:
+            flat = maps.reshape(maps.shape[0], -1)
+            lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+            span = hi - lo
+            full[selected] = torch.where(
+                span > 0, (flat - lo) / span.clamp(min=torch.finfo(flat.dtype).tiny), 0.0
+            ).view_as(maps)
+        return full
+    raise ValueError(f"normalize must be one of {NORMALIZE}, got {how!r}")
+
+
+def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
+    """A grey ``(1, H, W)`` prior in [0, 1] from an image file, resized (bilinear) to ``size = (H, W)``."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        grey = img.convert("L").resize((size[1], size[0]), Image.BILINEAR)
+        data = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
+    return data.view(1, size[0], size[1]).float() / 255.0
+
+
+def combine_prior(mask: Tensor, prior: Tensor, mode: str = "multiply") -> Tensor:
+    """Combine explanation masks ``(n, C, H, W)`` in [0, 1] with a prior broadcastable to one image.
+
+    ``multiply``: ``mask * prior``; ``add``: ``(mask + prior) / 2`` (the sum rescaled to stay in [0, 1]);
+    ``replace``: the prior alone.
+    """
+    if mode == "multiply":
+        return mask * prior
+    if mode == "add":
+        return (mask + prior) / 2
+    if mode == "replace":
+        return prior.expand_as(mask).clone()
+    raise ValueError(f"prior_mode must be one of {PRIOR_MODES}, got {mode!r}")
+
+
+__all__ = ["NORMALIZE", "PRIOR_MODES", "combine_prior", "load_prior", "minmax", "normalize"]
