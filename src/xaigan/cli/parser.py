@@ -91,10 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="train this many runs at once, in separate processes, the cores split between them (default auto: one "
         "per core on CPU, at most one per run to train; 1 on a GPU)",
     )
+    rep.add_argument(
+        "--record",
+        help="folder of finished runs' small artefacts (commit it): runs recorded there are skipped, each run "
+        "finished here is added, and the report is built from it",
+    )
     rep.set_defaults(func=study.cmd_reproduce)
 
     report = sub.add_parser("report", help="write report.md and report.html for a grid folder")
-    report.add_argument("dir", help="a grid output folder")
+    report.add_argument("dir", help="a grid output or record folder")
+    report.add_argument("--markdown", help="also write the markdown report here (image links made relative to it)")
     report.set_defaults(func=study.cmd_report)
 
     demo = sub.add_parser(

@@ -70,18 +70,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         evaluate=not args.no_eval,
         progress=not args.quiet,
         workers=workers,
+        record=args.record,
     )
     if not args.no_eval:
-        md, page = build_report(out)
+        md, page = build_report(Path(args.record) if args.record else out)
         print(f"report: {md}\n        {page}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from xaigan.report import build_report
+    from xaigan.report.build import relink_markdown
 
     md, page = build_report(Path(args.dir))
     print(f"report: {md}\n        {page}")
+    if args.markdown:
+        target = Path(args.markdown)
+        atomic_write_text(target, relink_markdown(md.read_text(), md.parent, target.parent))
+        print(f"        {target}")
     return 0
 
 

@@ -4,41 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from xaigan import train
-from xaigan.config import ConfigError
 from xaigan.evaluate import Evaluator, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.experiments.prepare import prepare_run
+from xaigan.experiments.record import check_same_config, is_recorded, record_run, recorded_path, write_record_meta
 from xaigan.experiments.workers import auto_workers, train_parallel
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-# Keys that may differ between a stored run and the grid's spec of it without changing what was trained.
-_COSMETIC = {"progress", "name", "tensorboard"}
-
-
-def _check_same_config(spec: RunSpec) -> None:
-    """Refuse to resume a folder trained with other settings (e.g. another budget) into this grid."""
-    run = RunDir(spec.run_dir)
-    if not run.config_path.is_file():
-        return
-    stored = run.read_config()
-    wanted = spec.cfg.to_dict()
-    for key in ("d_output", "explain_mode"):  # stored resolved: what "auto" detects from D is not a difference
-        if wanted[key] == "auto":
-            del wanted[key]
-    diff = sorted(k for k in wanted if k not in _COSMETIC and stored.get(k) != wanted[k])
-    if diff:
-        raise ConfigError(
-            f"{spec.run_dir} was trained with other settings ({', '.join(diff)}); use another --out for this budget"
-        )
 
 
 def run_grid(
@@ -50,14 +31,26 @@ def run_grid(
     evaluate: bool = True,
     progress: bool = True,
     workers: int | str = 1,
+    record: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run. With ``workers`` > 1 the
     runs are trained that many at a time in separate processes (see :mod:`xaigan.experiments.workers`), then
-    evaluated here; ``"auto"``: :func:`xaigan.experiments.workers.auto_workers`."""
+    evaluated here; ``"auto"``: :func:`xaigan.experiments.workers.auto_workers`. ``record``: a folder of finished
+    runs' small artefacts (:mod:`xaigan.experiments.record`): runs recorded there are skipped, and each run finished
+    and evaluated here is recorded there."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
     specs = grid.runs(out, budget, seeds)
+    done_before: dict[tuple[str, int], RunSpec] = {}
+    if record is not None and evaluate:
+        write_record_meta(record, grid, budget, seeds)
+        for spec in specs:
+            if is_recorded(record, spec):
+                done_before[spec.cell, spec.seed] = replace(spec, run_dir=recorded_path(record, spec))
+        if done_before:
+            log.info("%d of %d runs already recorded in %s", len(done_before), len(specs), record)
+        specs = [s for s in specs if (s.cell, s.seed) not in done_before]
     if grid.path is not None and grid.path.resolve() != (out / "grid.yaml").resolve():
         atomic_write_bytes(
             out / "grid.yaml", grid.path.read_bytes()
@@ -68,22 +61,35 @@ def run_grid(
     )
     todo = []
     for spec in specs:
-        _check_same_config(spec)
+        check_same_config(spec)
         state = RunDir(spec.run_dir).state()
         if state in ("new", "started", "partial"):
             todo.append((spec, state))
     if workers == "auto":
         workers = auto_workers([spec.cfg for spec, _ in todo])
-    if workers > 1 and len(todo) > 1:
-        train_parallel(todo, workers, report=tqdm.write if progress else log.info)
     evaluators: dict[tuple, Evaluator] = {}
+
+    def finish(spec: RunSpec) -> None:
+        """Evaluate a trained run (once) and record it."""
+        run = RunDir(spec.run_dir)
+        if evaluate and run.state() == "trained":
+            ev = grid.evaluation
+            key = (spec.cfg.dataset, spec.cfg.data_dir, ev.get("reference", "all"), ev.get("features", "domain"))
+            if key not in evaluators:
+                evaluators[key] = Evaluator(key[0], data_dir=key[1], reference=key[2], features=key[3])
+            evaluate_run(run, n=ev.get("n", 10000), evaluator=evaluators[key])
+        if record is not None and run.state() == "done":
+            record_run(run, recorded_path(record, spec))
+
+    if workers > 1 and len(todo) > 1:  # each run evaluated and recorded here as soon as its worker finishes it
+        train_parallel(todo, workers, report=tqdm.write if progress else log.info, on_done=finish)
     records = []
     bar = tqdm(specs, desc=grid.name, disable=not progress, unit="run")
     for spec in bar:
         run = RunDir(spec.run_dir)
         state = run.state()
         bar.set_postfix_str(f"{spec.cell} seed {spec.seed} ({state})")
-        _check_same_config(spec)
+        check_same_config(spec)
         if state in ("new", "started", "partial"):
             # "started": killed before its first checkpoint, nothing to resume: train it from the start again.
             trainer = prepare_run(spec.cfg, run, resume=state == "partial", overwrite=state == "started")
@@ -91,14 +97,11 @@ def run_grid(
             summary = trainer.fit()
             if summary.get("interrupted"):
                 raise train.StopRequested(f"stopped in {run.path} at step {summary['step']}", summary.get("signal"))
-        if evaluate and state != "done":
-            ev = grid.evaluation
-            key = (spec.cfg.dataset, spec.cfg.data_dir, ev.get("reference", "all"), ev.get("features", "domain"))
-            if key not in evaluators:
-                evaluators[key] = Evaluator(key[0], data_dir=key[1], reference=key[2], features=key[3])
-            evaluate_run(run, n=ev.get("n", 10000), evaluator=evaluators[key])
+        finish(spec)
         records.append(collect(spec))
-    return records
+    order = {(s.cell, s.seed): i for i, s in enumerate(grid.runs(out, budget, seeds))}
+    records += [collect(spec) for spec in done_before.values()]
+    return sorted(records, key=lambda r: order[r["cell"], r["seed"]])
 
 
 def collect(spec: RunSpec) -> dict[str, Any]:

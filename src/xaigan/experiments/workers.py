@@ -17,7 +17,8 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,11 @@ def _train(cfg: dict[str, Any], run_dir: str, state: str, threads: int) -> dict[
         _busy.clear()
 
 
-def train_parallel(todo: list[tuple[RunSpec, str]], workers: int, report: Any = print) -> None:
-    """Train every ``(spec, state)`` in ``todo`` with ``workers`` processes; ``report`` gets one line per run.
+def train_parallel(
+    todo: list[tuple[RunSpec, str]], workers: int, report: Any = print, on_done: Callable[[RunSpec], None] | None = None
+) -> None:
+    """Train every ``(spec, state)`` in ``todo`` with ``workers`` processes; ``report`` gets one line per run, and
+    ``on_done`` (if given) each finished run's spec, in this process, while the others train on.
 
     Raises :class:`xaigan.train.StopRequested` if a run was stopped by a signal (it checkpointed) and
     :class:`WorkerDiedError` if a worker died; runs finished before either are kept.
@@ -105,17 +109,17 @@ def train_parallel(todo: list[tuple[RunSpec, str]], workers: int, report: Any = 
             pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), state, threads): spec for spec, state in todo
         }
         try:
-            _collect(futures, report)
+            _collect(futures, report, on_done)
         except BaseException:
             for future in futures:
                 future.cancel()  # queued runs stay new; running ones finish or checkpoint on the signal
             raise
 
 
-def _collect(futures: dict, report: Any) -> None:
+def _collect(futures: dict, report: Any, on_done: Callable[[RunSpec], None] | None) -> None:
     pending = set(futures)
     while pending:
-        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
             spec = futures[future]
             try:
@@ -128,3 +132,5 @@ def _collect(futures: dict, report: Any) -> None:
             if summary.get("interrupted"):
                 raise StopRequested(f"stopped in {spec.run_dir} at step {summary['step']}", summary.get("signal"))
             report(f"trained {spec.cell} seed {spec.seed}: {summary['steps']} steps, {summary['train_seconds']:.0f} s")
+            if on_done is not None:
+                on_done(spec)

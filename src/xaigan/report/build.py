@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,12 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 {"".join(figures)}
 </body></html>
 """
+
+
+def relink_markdown(text: str, src_dir: Path, dest_dir: Path) -> str:
+    """``report.md``'s text with its ``report_files/`` links made relative to ``dest_dir`` (to copy it there)."""
+    rel = Path(os.path.relpath(Path(src_dir).resolve() / "report_files", Path(dest_dir).resolve())).as_posix()
+    return text.replace("](report_files/", f"]({rel}/")
 
 
 def build_report(out_dir: str | Path) -> tuple[Path, Path]:
