@@ -65,6 +65,7 @@ class Trial:
     stale_temps: int = 0
     error_line: str = ""
     traceback: bool = False  # a fault the job handles (a signal, a full disk) must be one line, not a traceback
+    stderr_tail: str = ""  # the end of stderr at the fault, kept when it holds a traceback
 
     @property
     def survived(self) -> bool:
@@ -319,8 +320,11 @@ def run_trial(root: Path, sc: Scenario, ref: Reference, kind: str, rng: random.R
         what = {"sigkill-write": "kill", "disk-full": "enospc", "read-only": "erofs"}[kind]
         written = ref.writes[n - 1] if ref.writes else "?"
         trial = Trial(sc.name, kind, f"{what} at write {n}/{len(ref.writes)} ({written})")
-        trial.fault_rc, err = run_cli(sc.first, trial_dir, home, failpoint=f"{what}:{n}")
+        counter = trial_dir.parent / f".{trial_dir.name}.writes"  # writes counted over the job's processes
+        trial.fault_rc, err = run_cli(sc.first, trial_dir, home, failpoint=f"{what}:{n}:{counter}")
     trial.traceback = "Traceback" in err
+    if trial.traceback:
+        trial.stderr_tail = "\n".join(err.strip().splitlines()[-25:])
     lines = [line for line in err.strip().splitlines() if line.startswith("xaigan: ")]
     trial.error_line = lines[-1] if lines else ""
     trial.files_checked, trial.unreadable_after_fault = check_readable(trial_dir / sc.folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import itertools
@@ -25,16 +26,27 @@ def _failpoint(path: Path, tmp: str) -> None:
     """Fault injection for the reliability suite (``tests/fault_injection.py``), off unless ``$XAIGAN_FAILPOINT``
     is set to ``KIND:N``: at the N-th atomic write of the process, ``kill`` truncates the temp file to half and
     SIGKILLs the process (a crash mid-write), ``enospc``/``erofs`` raise the OSError of a full disk or a
-    read-only folder; ``trace:FILE`` appends every written path to FILE."""
+    read-only folder; ``trace:FILE`` appends every written path to FILE. ``KIND:N:COUNTER`` counts the writes of
+    every process sharing the file COUNTER (a grid's worker processes and their parent), under a lock."""
     spec = os.environ.get(FAILPOINT_ENV)
     if not spec:
         return
-    kind, _, n = spec.partition(":")
+    kind, _, rest = spec.partition(":")
     if kind == "trace":  # list every write (to pick moments from)
-        with open(n, "a") as trace:
+        with open(rest, "a") as trace:
+            fcntl.flock(trace, fcntl.LOCK_EX)
             trace.write(f"{path}\n")
         return
-    if next(_write_count) != int(n):
+    n, _, counter = rest.partition(":")
+    if counter:
+        with open(counter, "ab") as shared:
+            fcntl.flock(shared, fcntl.LOCK_EX)
+            shared.write(b".")
+            shared.flush()
+            number = os.fstat(shared.fileno()).st_size
+    else:
+        number = next(_write_count)
+    if number != int(n):
         return
     if kind == "kill":
         os.truncate(tmp, os.path.getsize(tmp) // 2)

@@ -112,7 +112,12 @@ def train_parallel(
             _collect(futures, report, on_done)
         except BaseException:
             for future in futures:
-                future.cancel()  # queued runs stay new; running ones finish or checkpoint on the signal
+                future.cancel()  # queued runs stay new
+            for process in list(getattr(pool, "_processes", {}).values()):
+                try:  # running ones checkpoint at the end of their step (a Ctrl-C in a terminal reaches them anyway)
+                    os.kill(process.pid, signal.SIGTERM)
+                except (ProcessLookupError, AttributeError):
+                    pass
             raise
 
 
