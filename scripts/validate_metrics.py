@@ -81,9 +81,21 @@ def image_sets(test, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor
     return sets
 
 
-def score(real_f: np.ndarray, fake_f: np.ndarray) -> dict[str, float]:
-    p, r = metrics.precision_recall(real_f, fake_f, k=3)
-    return {"fid": metrics.fid(real_f, fake_f), "precision": p, "recall": r}
+def score(real_f: np.ndarray, fake_f: np.ndarray, ks: list[int]) -> dict[str, float]:
+    out = {"fid": metrics.fid(real_f, fake_f)}
+    for k in ks:
+        out[f"precision@{k}"], out[f"recall@{k}"] = metrics.precision_recall(real_f, fake_f, k=k)
+    return out
+
+
+def generated_sets(runs: list[str], n: int) -> dict[str, torch.Tensor]:
+    from xaigan.evaluate import generate_uint8, load_generator
+
+    sets = {}
+    for run in runs:
+        G, cfg = load_generator(run)
+        sets[f"GAN {Path(run).name}"] = generate_uint8(G, n, cfg.noise_dim, seed=0)
+    return sets
 
 
 def main() -> None:
@@ -92,6 +104,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--variants", nargs="*", default=["penultimate", "prerelu", "conv", "penultimate+l2"])
+    parser.add_argument("--augment", action="store_true", help="train both classifiers with corruptions")
+    parser.add_argument("--k", type=int, nargs="+", default=[3])
+    parser.add_argument("--runs", nargs="*", default=[], help="run folders whose generators join the image sets")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -100,9 +115,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n = min(args.n, len(test))
     reference = train.images[rng.choice(len(train), n, replace=False)]
-    sets = image_sets(test, n, rng)
+    sets = {**image_sets(test, n, rng), **generated_sets(args.runs, n)}
     first, acc1 = train_domain_classifier(
-        train.images, train.labels, seed=0, epochs=args.epochs, val_images=test.images, val_labels=test.labels
+        train.images,
+        train.labels,
+        seed=0,
+        epochs=args.epochs,
+        val_images=test.images,
+        val_labels=test.labels,
+        augment=args.augment,
     )
     second, acc2 = train_domain_classifier(
         train.images,
@@ -113,6 +134,7 @@ def main() -> None:
         hidden=192,
         val_images=test.images,
         val_labels=test.labels,
+        augment=args.augment,
     )
     print(f"classifiers: accuracy {acc1:.4f} (seed 0, widths 16.32.64) and {acc2:.4f} (seed 1, widths 24.48.96)")
     results: dict = {"n": n, "accuracy": [acc1, acc2], "variants": {}}
@@ -123,7 +145,7 @@ def main() -> None:
         for model, which in ((first, "first"), (second, "second")):
             ref = features(model, reference, layer, norm == "l2")
             for name, imgs in sets.items():
-                s = score(ref, features(model, imgs, layer, norm == "l2"))
+                s = score(ref, features(model, imgs, layer, norm == "l2"), args.k)
                 if which == "first":
                     rows[name] = s
                 else:
@@ -132,9 +154,11 @@ def main() -> None:
         rho = stats.spearmanr([r["fid"] for r in rows.values()], fids2).statistic
         results["variants"][variant] = {"sets": rows, "spearman_fid": float(rho)}
         print(f"\n{variant}: Spearman rank correlation of FID with the second extractor {rho:.3f}")
-        print("| set | FID | precision | recall | FID (second) |\n|---|---:|---:|---:|---:|")
+        pr = [f"{m}@{k}" for k in args.k for m in ("precision", "recall")]
+        print("| set | FID | " + " | ".join(pr) + " | FID (second) |\n|---|" + "---:|" * (len(pr) + 2))
         for name, r in rows.items():
-            print(f"| {name} | {r['fid']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['fid_second']:.2f} |")
+            cells = " | ".join(f"{r[c]:.3f}" for c in pr)
+            print(f"| {name} | {r['fid']:.3g} | {cells} | {r['fid_second']:.3g} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

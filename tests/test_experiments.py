@@ -115,3 +115,17 @@ def test_reproduce_skips_finished_and_resumes_partial(tmp_path):
     assert "saliency" in report and (out / "report.html").is_file()
     # Another budget into the same folder is refused, not mixed in.
     assert cli.main(["reproduce", str(path), "--budget", "paper", "--out", str(out), "--quiet"]) == 2
+
+
+def test_step_time_ratio_is_paired_median_and_flags_contaminated_runs():
+    from xaigan.experiments.aggregate import paired_step_ratio
+
+    def rec(cell, seed, median, mean):
+        return {"cell": cell, "seed": seed, "step_median": median, "summary": {"sec_per_step": mean}}
+
+    base = [rec("normal", 0, 0.10, 0.10), rec("normal", 1, 0.20, 0.21), rec("normal", 2, 0.10, 0.40)]
+    cell = [rec("shap", 0, 0.30, 0.31), rec("shap", 1, 0.50, 0.50), rec("shap", 2, 0.40, 0.41)]
+    out = paired_step_ratio(cell, base)
+    # per-seed ratios 3.0, 2.5, 4.0 -> median 3.0; the means would give (0.407 / 0.237) = 1.72
+    assert out["ratio"] == pytest.approx(3.0) and out["min"] == pytest.approx(2.5) and out["max"] == pytest.approx(4.0)
+    assert out["contaminated"] == ["normal seed 2"] and out["n_pairs"] == 3

@@ -122,6 +122,7 @@ class Evaluator:
             real = real[np.sort(np.random.default_rng(0).choice(len(real), len(feats), replace=False))]
         precision, recall = metrics.precision_recall(real, feats, k=3)
         return {
+            **self.classified(fake_uint8),
             "fid": float(fid),
             "kid_mean": float(kid_mean),
             "kid_std": float(kid_std),
@@ -131,6 +132,20 @@ class Evaluator:
             "extractor": dict(self.extractor_info),
             "reference": dict(self.reference_id),
             "seconds": round(time.perf_counter() - t0, 2),
+        }
+
+    def classified(self, fake_uint8: torch.Tensor, confident: float = 0.9) -> dict[str, Any]:
+        """With the domain extractor, which is a classifier of the dataset's classes: the fraction of samples it
+        classifies with max softmax >= ``confident`` and how many classes those cover (a recognisability check that
+        does not depend on the feature space's distances). Empty for other extractors."""
+        classify = getattr(self.extractor, "classify", None)
+        if classify is None:
+            return {}
+        probs = classify(fake_uint8)
+        sure = probs.max(1).values >= confident
+        return {
+            "confident": float(sure.float().mean()),
+            "classes_covered": len(set(probs.argmax(1)[sure].tolist())),
         }
 
     def score_generator(self, G: nn.Module, n: int, noise_dim: int, seed: int = 0) -> dict[str, Any]:

@@ -72,6 +72,37 @@ def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
                 )
 
 
+CONTAMINATED = 1.5  # a run whose mean step time exceeds its median by this factor shared the machine or stalled
+
+
+def _step_median(record: dict[str, Any]) -> float:
+    value = record.get("step_median")
+    return float(value) if value else float(record["summary"]["sec_per_step"])
+
+
+def contaminated(record: dict[str, Any]) -> bool:
+    """Whether a run's mean step time is more than :data:`CONTAMINATED` times its median."""
+    median = record.get("step_median")
+    return bool(median) and record["summary"]["sec_per_step"] > CONTAMINATED * median
+
+
+def paired_step_ratio(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over seeds of the per-seed ratio of median step times (cell / baseline, same seed), its range, and
+    the runs flagged as contaminated (:func:`contaminated`)."""
+    base_by_seed = {r["seed"]: r for r in base}
+    ratios = [_step_median(r) / _step_median(base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
+    flagged = sorted(f"{r['cell']} seed {r['seed']}" for r in [*runs, *base] if contaminated(r))
+    if not ratios:
+        return {"ratio": math.nan, "min": math.nan, "max": math.nan, "n_pairs": 0, "contaminated": flagged}
+    return {
+        "ratio": float(np.median(ratios)),
+        "min": float(min(ratios)),
+        "max": float(max(ratios)),
+        "n_pairs": len(ratios),
+        "contaminated": flagged,
+    }
+
+
 def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell, in the grid's order. Refuses runs that cannot be compared (:func:`check_comparable`)."""
     check_comparable(grid, records)
@@ -80,9 +111,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if record["eval"]:
             by_cell.setdefault(record["cell"], []).append(record)
     fid_by_seed = {c: {r["seed"]: r["eval"]["fid"] for r in rs} for c, rs in by_cell.items()}
-    step_time = {
-        c: float(np.mean([r["summary"]["sec_per_step"] for r in rs])) if rs else math.nan for c, rs in by_cell.items()
-    }
+    step_time = {c: float(np.median([_step_median(r) for r in rs])) if rs else math.nan for c, rs in by_cell.items()}
     rows = []
     for cell, runs in by_cell.items():
         fid_mean, fid_std, fid_ci = mean_ci([r["eval"]["fid"] for r in runs])
@@ -111,7 +140,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if base is not None and by_cell.get(base):
             base_fid = float(np.mean(list(fid_by_seed[base].values())))
             row["fid_change_pct"] = 100.0 * (fid_mean - base_fid) / base_fid
-            row["step_time_ratio"] = step_time[cell] / step_time[base]
+            row["step_time"] = paired_step_ratio(runs, by_cell[base])
+            row["step_time_ratio"] = row["step_time"]["ratio"]
             row["paired"] = paired_test(fid_by_seed[cell], fid_by_seed[base])
         if cell in grid.original:
             row["original"] = grid.original[cell]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -105,12 +106,15 @@ def run_grid(
 
 
 def collect(spec: RunSpec) -> dict[str, Any]:
-    """What aggregation needs from one finished run folder."""
+    """What aggregation needs from one finished run folder (``step_median``: the median of the logged per-step
+    times, robust to a stall or a competing job, unlike the summary's mean)."""
     run = RunDir(spec.run_dir)
+    times = [m["sec_per_step"] for m in run.read_metrics() if isinstance(m.get("sec_per_step"), (int, float))]
     return {
         "cell": spec.cell,
         "seed": spec.seed,
         "run_dir": str(run.path),
         "summary": run.read_summary(),
         "eval": run.read_eval(),
+        "step_median": float(statistics.median(times)) if times else None,
     }

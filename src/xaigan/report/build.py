@@ -56,6 +56,9 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         change = f"{r['fid_change_pct']:+.1f}% vs {r['baseline']}" if "fid_change_pct" in r else "(baseline)"
         ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else "1×"
         ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
+        flagged = (r.get("step_time") or {}).get("contaminated")
+        if flagged:
+            ratio += f" ⚠ contaminated: {', '.join(flagged)}"
         original = r.get("original")
         out.append(
             [
@@ -245,6 +248,9 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         f"grid {grid.name} ({grid.path.name}), budget {meta['budget']}, seeds {meta['seeds']}; "
         f"{len(records)} finished runs",
         "features: " + ("; ".join(describe(e) for e in extractors.values()) or "none (no run evaluated)"),
+        "step time: the median over seeds of each seed's ratio of median step times (cell / baseline, same seed), "
+        "then the cell's median seconds per step; a run whose mean step time exceeds its median by 1.5x is flagged "
+        "as contaminated (it shared the machine or stalled).",
         "ΔFID is the change of the mean FID against the baseline cell (same data and augmentation); the paired "
         "t-test compares FIDs seed by seed (two-sided).",
         "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
