@@ -74,7 +74,7 @@ def test_domain_extractor(trained, small_data):
     model, _ = trained
     x, _ = small_data
     ext = features.get("domain", model=model, batch_size=17)
-    assert ext.dim == 128 and ext.id.startswith("domain-cnn32-v1")
+    assert ext.dim == 128 and ext.id.startswith("domain-cnn32-v2")
     out = ext(x[:40])
     assert out.shape == (40, 128) and out.dtype == np.float64
     np.testing.assert_allclose(out[:5], ext(x[:5]), rtol=1e-5, atol=1e-6)  # batch-size invariant

@@ -341,3 +341,30 @@ def test_public_names_exist():
     for name in ("frechet_distance", "fid", "kid", "precision_recall", "feature_statistics", "real_statistics"):
         assert callable(getattr(metrics, name))
     assert list(itertools.islice(metrics.features.available(), 2)) == ["domain", "inception"]
+
+
+@pytest.mark.parametrize("k,seed", [(1, 0), (5, 1)])
+def test_density_coverage_match_bruteforce(k, seed):
+    """Against the definitions of Naeem et al. (2020), by brute force with scipy's distances."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(seed)
+    real = rng.standard_normal((120, 6))
+    fake = rng.standard_normal((90, 6)) * 1.3 + 0.4
+    rr = cdist(real, real)
+    radius = np.sort(rr, axis=1)[:, k]  # column 0 is the point itself
+    inside = cdist(real, fake) <= radius[:, None]
+    density = inside.sum() / (k * len(fake))
+    coverage = inside.any(axis=1).mean()
+    d, c = metrics.density_coverage(real, fake, k=k, chunk_size=17)
+    assert d == pytest.approx(density, rel=1e-12) and c == pytest.approx(coverage, rel=1e-12)
+
+
+def test_density_ignores_a_collapsed_cluster_that_precision_counts():
+    """A fake set collapsed onto one outlying real point: precision counts it as fully real, density does not."""
+    rng = np.random.default_rng(3)
+    real = np.concatenate([rng.standard_normal((300, 4)), [[8.0, 8.0, 8.0, 8.0]]])
+    fake = np.full((300, 4), 8.0) + 0.01 * rng.standard_normal((300, 4))
+    precision, _ = metrics.precision_recall(real, fake, k=5)
+    density, coverage = metrics.density_coverage(real, fake, k=5)
+    assert precision == 1.0 and density < 0.25 and coverage < 0.02

@@ -45,6 +45,11 @@ def generate_uint8(G: nn.Module, n: int, noise_dim: int, seed: int = 0, batch_si
     return torch.cat(out)
 
 
+PR_K = 5
+"""Neighbours for precision/recall and density/coverage: with k = 3 real train vs real test scored 0.87-0.89 on
+Fashion-MNIST (10k each), with k = 5 0.94-0.95 (``docs/metrics.md``)."""
+
+
 class Evaluator:
     """Holds a feature extractor and the cached real statistics of one reference set; scores generators."""
 
@@ -100,6 +105,7 @@ class Evaluator:
             cache_dir=metrics_home() / "domain",
             seed=seed,
             log=log.info,
+            augment=True,
             **kwargs,
         )
         # Whether it came from the cache is logged, not stored: a result must not depend on what was cached.
@@ -120,7 +126,8 @@ class Evaluator:
         kid_mean, kid_std = metrics.kid(real, feats, num_subsets=kid_subsets)
         if len(real) > len(feats):  # precision/recall compare sets of equal size (recall is inflated otherwise)
             real = real[np.sort(np.random.default_rng(0).choice(len(real), len(feats), replace=False))]
-        precision, recall = metrics.precision_recall(real, feats, k=3)
+        precision, recall = metrics.precision_recall(real, feats, k=PR_K)
+        density, coverage = metrics.density_coverage(real, feats, k=PR_K)
         return {
             **self.classified(fake_uint8),
             "fid": float(fid),
@@ -128,6 +135,9 @@ class Evaluator:
             "kid_std": float(kid_std),
             "precision": float(precision),
             "recall": float(recall),
+            "density": float(density),
+            "coverage": float(coverage),
+            "k": PR_K,
             "n": int(len(fake_uint8)),
             "extractor": dict(self.extractor_info),
             "reference": dict(self.reference_id),

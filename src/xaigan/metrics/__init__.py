@@ -14,7 +14,7 @@ Typical use::
 
 from . import cache, distances, domain, features, inception
 from .cache import atomic_write, content_hash, real_statistics
-from .distances import feature_statistics, fid, frechet_distance, kid, precision_recall
+from .distances import density_coverage, feature_statistics, fid, frechet_distance, kid, precision_recall
 from .domain import DomainClassifier, load_domain_checkpoint, load_or_train_domain, train_domain_classifier
 from .features import FeatureExtractor, check_same_extractor
 from .inception import MissingWeightsError, WeightsMismatchError, download_fid_weights
@@ -33,6 +33,7 @@ __all__ = [
     "frechet_distance",
     "kid",
     "precision_recall",
+    "density_coverage",
     "DomainClassifier",
     "FeatureExtractor",
     "check_same_extractor",

@@ -275,3 +275,32 @@ def precision_recall(
         fake_in_real |= (d <= r_real[start:stop, None]).any(axis=0)
         real_in_fake[start:stop] = (d <= r_fake[None, :]).any(axis=1)
     return float(fake_in_real.mean()), float(real_in_fake.mean())
+
+
+def density_coverage(
+    features_real: Any,
+    features_fake: Any,
+    k: int = 5,
+    *,
+    chunk_size: int = _DEFAULT_CHUNK,
+) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) with the real set's k-NN radii only; ``(density, coverage)``.
+
+    density: the mean number of real k-NN balls holding a fake sample, over ``k`` (about 1 when the two sets are
+    alike, not bounded by 1); coverage: the fraction of real balls holding at least one fake sample. Unlike precision
+    and recall they do not use the fake set's radii, so a few outlying or collapsed fakes cannot inflate them.
+    """
+    real = as_float64(features_real, "features_real")
+    fake = as_float64(features_fake, "features_fake")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"dimension mismatch: {real.shape[1]} vs {fake.shape[1]}")
+    r_real = kth_nn_radii(real, k, chunk_size=chunk_size)
+    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
+    balls_per_fake = np.zeros(fake.shape[0], dtype=np.int64)
+    covered = np.zeros(real.shape[0], dtype=bool)
+    for start in range(0, real.shape[0], chunk_size):
+        stop = min(start + chunk_size, real.shape[0])
+        inside = _sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq) <= r_real[start:stop, None]
+        balls_per_fake += inside.sum(axis=0)
+        covered[start:stop] = inside.any(axis=1)
+    return float(balls_per_fake.sum() / (k * fake.shape[0])), float(covered.mean())

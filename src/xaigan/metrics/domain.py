@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-DOMAIN_ARCH_VERSION = "domain-cnn32-v1"
+DOMAIN_ARCH_VERSION = "domain-cnn32-v2"  # v2: the evaluator trains it on corrupted images
 DOMAIN_IMAGE_SIZE = 32
 
 
@@ -47,7 +47,7 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 def domain_arch_id(channels: int, num_classes: int, widths: tuple[int, ...], hidden: int) -> str:
-    """Architecture id, e.g. ``domain-cnn32-v1-c1-w16.32.64-h128-k10`` (bump the version on any change)."""
+    """Architecture id, e.g. ``domain-cnn32-v2-c1-w16.32.64-h128-k10`` (bump the version on any change)."""
     w = ".".join(str(int(x)) for x in widths)
     return f"{DOMAIN_ARCH_VERSION}-c{int(channels)}-w{w}-h{int(hidden)}-k{int(num_classes)}"
 
