@@ -28,7 +28,8 @@ from scipy import stats
 
 from xaigan import data as data_mod
 from xaigan import metrics
-from xaigan.metrics.domain import domain_preprocess, train_domain_classifier
+from xaigan.metrics.domain import domain_preprocess
+from xaigan.metrics.domain_training import train_domain_classifier
 
 
 def features(model, images_uint8: torch.Tensor, layer: str, l2: bool, batch: int = 1000) -> np.ndarray:

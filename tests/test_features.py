@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaigan.metrics import domain, features
+from xaigan.metrics import domain, domain_training, features
 
 
 def synthetic_patterns(n_per_class: int, seed: int = 0, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +35,7 @@ def small_data():
 @pytest.fixture(scope="module")
 def trained(small_data):
     x, y = small_data
-    return domain.train_domain_classifier(x, y, seed=0, epochs=3, batch_size=64, lr=3e-3)
+    return domain_training.train_domain_classifier(x, y, seed=0, epochs=3, batch_size=64, lr=3e-3)
 
 
 def test_registry():
@@ -54,10 +54,10 @@ def test_domain_classifier_learns_synthetic_patterns(trained):
 
 def test_domain_training_is_deterministic(small_data, trained):
     x, y = small_data
-    model2, acc2 = domain.train_domain_classifier(x, y, seed=0, epochs=3, batch_size=64, lr=3e-3)
+    model2, acc2 = domain_training.train_domain_classifier(x, y, seed=0, epochs=3, batch_size=64, lr=3e-3)
     assert acc2 == trained[1]
     assert features.state_dict_hash(model2) == features.state_dict_hash(trained[0])
-    model3, _ = domain.train_domain_classifier(x, y, seed=1, epochs=1, batch_size=64)
+    model3, _ = domain_training.train_domain_classifier(x, y, seed=1, epochs=1, batch_size=64)
     assert features.state_dict_hash(model3) != features.state_dict_hash(trained[0])
 
 
@@ -66,7 +66,7 @@ def test_domain_training_leaves_global_rng_alone(small_data):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    domain.train_domain_classifier(x[:100], y[:100], seed=5, epochs=1, batch_size=50)
+    domain_training.train_domain_classifier(x[:100], y[:100], seed=5, epochs=1, batch_size=50)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -98,14 +98,16 @@ def test_domain_preprocess_range():
 def test_load_or_train_domain_caches(tmp_path, small_data, monkeypatch):
     x, y = small_data
     kw = dict(epochs=2, batch_size=64)
-    m1, info1 = domain.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
+    m1, info1 = domain_training.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
     assert info1["cached"] is False and 0.0 <= info1["accuracy"] <= 1.0
     assert info1["arch"] == m1.arch_id and info1["seed"] == 0
 
     calls = []
-    real_train = domain.train_domain_classifier
-    monkeypatch.setattr(domain, "train_domain_classifier", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    m2, info2 = domain.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
+    real_train = domain_training.train_domain_classifier
+    monkeypatch.setattr(
+        domain_training, "train_domain_classifier", lambda *a, **k: calls.append(1) or real_train(*a, **k)
+    )
+    m2, info2 = domain_training.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
     assert calls == [] and info2["cached"] is True
     assert info2["accuracy"] == info1["accuracy"]
     assert features.state_dict_hash(m2) == features.state_dict_hash(m1)
@@ -114,18 +116,18 @@ def test_load_or_train_domain_caches(tmp_path, small_data, monkeypatch):
     np.testing.assert_allclose(e1(x[:8]), e2(x[:8]))
 
     # other seed / other data / other labels -> retrain; none of them is served from the first entry
-    domain.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=1, **kw)
+    domain_training.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=1, **kw)
     x2 = x.clone()
     x2[0, 0, 0, 0] ^= 1
-    domain.load_or_train_domain(x2, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
-    domain.load_or_train_domain(x, y.roll(1), dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
+    domain_training.load_or_train_domain(x2, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
+    domain_training.load_or_train_domain(x, y.roll(1), dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
     assert len(calls) == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
     # corrupt checkpoint -> retrained, not crashed
     with open(info2["path"], "wb") as f:
         f.write(b"broken")
-    _, info3 = domain.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
+    _, info3 = domain_training.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
     assert info3["cached"] is False and len(calls) == 4
 
 
