@@ -129,3 +129,13 @@ def test_step_time_ratio_is_paired_median_and_flags_contaminated_runs():
     # per-seed ratios 3.0, 2.5, 4.0 -> median 3.0; the means would give (0.407 / 0.237) = 1.72
     assert out["ratio"] == pytest.approx(3.0) and out["min"] == pytest.approx(2.5) and out["max"] == pytest.approx(4.0)
     assert out["contaminated"] == ["normal seed 2"] and out["n_pairs"] == 3
+
+
+@pytest.mark.parametrize("name", ["fmnist35-powered", "fmnist35-methods", "fmnist-efficiency"])
+def test_study_grids_load_at_the_papers_schedule(name):
+    grid = load_grid(f"configs/study/{name}.yaml")
+    for cell in grid.cells:
+        cfg = grid.cell_config(cell, "paper", 0)
+        if cfg.xai != "none":  # the original switches xAI on at epoch ceil(E/2)
+            assert cfg.xai_start_epoch == -(-cfg.epochs // 2)
+    assert len(grid.seeds) >= (10 if name == "fmnist35-powered" else 3)
