@@ -72,6 +72,13 @@ def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
                 )
 
 
+def _mean_of(runs: list[dict[str, Any]], key: str) -> float:
+    """Mean of an evaluation number over the runs that have it (older evaluations lack density, coverage and
+    classifier confidence)."""
+    values = [r["eval"][key] for r in runs if isinstance(r["eval"].get(key), (int, float))]
+    return float(np.mean(values)) if values else math.nan
+
+
 CONTAMINATED = 1.5  # a run whose mean step time exceeds its median by this factor shared the machine or stalled
 
 
@@ -131,13 +138,16 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             "kid_ci95": kid_ci,
             "precision": float(np.mean([r["eval"]["precision"] for r in runs])) if runs else math.nan,
             "recall": float(np.mean([r["eval"]["recall"] for r in runs])) if runs else math.nan,
+            "density": _mean_of(runs, "density"),
+            "coverage": _mean_of(runs, "coverage"),
+            "confident": _mean_of(runs, "confident"),
             "wall_s": float(np.mean([r["summary"]["train_seconds"] for r in runs])) if runs else math.nan,
             "sec_per_step": step_time[cell],
             "extractor": runs[0]["eval"]["extractor"]["id"] if runs else None,
             "baseline": grid.baseline(cell),
         }
         base = row["baseline"]
-        if base is not None and by_cell.get(base):
+        if base is not None and by_cell.get(base) and runs:
             base_fid = float(np.mean(list(fid_by_seed[base].values())))
             row["fid_change_pct"] = 100.0 * (fid_mean - base_fid) / base_fid
             row["step_time"] = paired_step_ratio(runs, by_cell[base])

@@ -31,6 +31,8 @@ COLUMNS = (
     "KID",
     "prec.",
     "recall",
+    "coverage",
+    "recognised",
     "step time",
     "original repo FID",
 )
@@ -53,8 +55,10 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         test = "–"
         if paired:
             test = f"p={_fmt(paired['p'], 3)}, lower in {paired['lower_in']}/{paired['n_pairs']}"
-        change = f"{r['fid_change_pct']:+.1f}% vs {r['baseline']}" if "fid_change_pct" in r else "(baseline)"
-        ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else "1×"
+        is_base = r["baseline"] is None
+        change = f"{r['fid_change_pct']:+.1f}% vs {r['baseline']}" if "fid_change_pct" in r else "–"
+        change = "(baseline)" if is_base else change
+        ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else ("1×" if is_base else "–")
         ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
         flagged = (r.get("step_time") or {}).get("contaminated")
         if flagged:
@@ -74,6 +78,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
                 f"{_sig(r['kid_mean'])} ± {_sig(r['kid_std'])}",
                 _fmt(r["precision"], 3),
                 _fmt(r["recall"], 3),
+                _fmt(r.get("coverage", math.nan), 3),
+                f"{100 * r['confident']:.0f}%" if math.isfinite(r.get("confident", math.nan)) else "–",
                 ratio,
                 f"{original['fid']:g}*" if original else "–",
             ]
