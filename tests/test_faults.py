@@ -392,3 +392,31 @@ def test_a_signal_the_parent_ignores_stays_ignored(tmp_path, folder):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert not result.get("interrupted") and result["steps"] == 3
+
+
+@pytest.mark.parametrize("wrapped, code", [("term", 143), ("int", 130), ("none", None)])
+def test_a_signal_surfacing_as_another_exception_is_an_interruption(monkeypatch, capsys, wrapped, code):
+    """A signal inside C code (e.g. an extension module's import) can come out as a SystemError whose context is
+    the KeyboardInterrupt: still one line and exit 143/130, not a traceback; other errors are not swallowed."""
+    from xaigan import cli
+    from xaigan.cli import study
+
+    def fail(args):
+        try:
+            if wrapped == "term":
+                raise cli.Terminated
+            if wrapped == "int":
+                raise KeyboardInterrupt
+            raise ValueError("unrelated")
+        except BaseException as exc:
+            raise SystemError("initialization of _C raised unreported exception") from exc
+
+    monkeypatch.setattr(study, "cmd_report", fail)
+    if code is None:
+        with pytest.raises(SystemError):
+            cli.main(["report", "somewhere"])
+        return
+    assert cli.main(["report", "somewhere"]) == code
+    assert capsys.readouterr().err.strip() == (
+        "xaigan: interrupted; files written so far are intact, run the same command again"
+    )

@@ -35,9 +35,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # outside a training step (start-up, data, evaluation, a second Ctrl-C)
         print("xaigan: interrupted; files written so far are intact, run the same command again", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:
+        # A signal that lands inside C code (an extension module's import, a callback) can surface as another
+        # exception (SystemError, ImportError, RuntimeError) with the KeyboardInterrupt as its context.
+        cause = _interruption(exc)
+        if cause is None:
+            raise
+        print("xaigan: interrupted; files written so far are intact, run the same command again", file=sys.stderr)
+        return 143 if isinstance(cause, Terminated) else 130
     finally:
         if handle:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or :class:`Terminated`) in ``exc``'s cause/context chain, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class Terminated(KeyboardInterrupt):
