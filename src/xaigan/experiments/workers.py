@@ -102,23 +102,40 @@ def train_parallel(
     """
     threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads and open files
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
-    ) as pool:
-        futures = {
-            pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), state, threads): spec for spec, state in todo
-        }
+    )
+    futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), state, threads): spec for spec, state in todo}
+    try:
+        _collect(futures, report, on_done)
+    except BaseException:
+        for future in futures:
+            future.cancel()  # queued runs stay new
+        _stop(pool, STOP_GRACE_S)
+        raise
+    pool.shutdown(wait=True)
+
+
+STOP_GRACE_S = 120.0  # for running workers to finish their step and checkpoint after SIGTERM
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float) -> None:
+    """SIGTERM every worker (its run checkpoints at the end of the step; a Ctrl-C in a terminal reaches them anyway),
+    wait up to ``grace`` seconds, then SIGKILL what is left: stopping a grid never waits for ever (atomic writes keep
+    every file readable, and the next invocation resumes from the last checkpoint)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
         try:
-            _collect(futures, report, on_done)
-        except BaseException:
-            for future in futures:
-                future.cancel()  # queued runs stay new
-            for process in list(getattr(pool, "_processes", {}).values()):
-                try:  # running ones checkpoint at the end of their step (a Ctrl-C in a terminal reaches them anyway)
-                    os.kill(process.pid, signal.SIGTERM)
-                except (ProcessLookupError, AttributeError):
-                    pass
-            raise
+            os.kill(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, AttributeError, TypeError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 def _collect(futures: dict, report: Any, on_done: Callable[[RunSpec], None] | None) -> None:
