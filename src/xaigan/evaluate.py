@@ -126,17 +126,16 @@ class Evaluator:
         kid_mean, kid_std = metrics.kid(real, feats, num_subsets=kid_subsets)
         if len(real) > len(feats):  # precision/recall compare sets of equal size (recall is inflated otherwise)
             real = real[np.sort(np.random.default_rng(0).choice(len(real), len(feats), replace=False))]
-        precision, recall = metrics.precision_recall(real, feats, k=PR_K)
-        density, coverage = metrics.density_coverage(real, feats, k=PR_K)
+        knn = metrics.manifold_scores(real, feats, k=PR_K)
         return {
-            **self.classified(fake_uint8),
+            **self.classified(feats),
             "fid": float(fid),
             "kid_mean": float(kid_mean),
             "kid_std": float(kid_std),
-            "precision": float(precision),
-            "recall": float(recall),
-            "density": float(density),
-            "coverage": float(coverage),
+            "precision": knn["precision"],
+            "recall": knn["recall"],
+            "density": knn["density"],
+            "coverage": knn["coverage"],
             "k": PR_K,
             "n": int(len(fake_uint8)),
             "extractor": dict(self.extractor_info),
@@ -144,14 +143,15 @@ class Evaluator:
             "seconds": round(time.perf_counter() - t0, 2),
         }
 
-    def classified(self, fake_uint8: torch.Tensor, confident: float = 0.9) -> dict[str, Any]:
+    def classified(self, features: np.ndarray, confident: float = 0.9) -> dict[str, Any]:
         """With the domain extractor, which is a classifier of the dataset's classes: the fraction of samples it
         classifies with max softmax >= ``confident`` and how many classes those cover (a recognisability check that
-        does not depend on the feature space's distances). Empty for other extractors."""
+        does not depend on the feature space's distances), from the samples' ``features``. Empty for other
+        extractors."""
         classify = getattr(self.extractor, "classify", None)
         if classify is None:
             return {}
-        probs = classify(fake_uint8)
+        probs = classify(features)
         sure = probs.max(1).values >= confident
         return {
             "confident": float(sure.float().mean()),

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
 __all__ = ["CLIError", "build_parser", "main"]
 
 
+INTERRUPTED = "xaigan: interrupted; files written so far are intact, run the same command again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``xaigan`` command; returns its exit code (errors are one line on stderr)."""
     # Training defers SIGTERM itself; elsewhere it unwinds like Ctrl-C. An inherited "ignore" is kept.
@@ -33,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:  # outside a training step (start-up, data, evaluation, a second Ctrl-C)
-        print("xaigan: interrupted; files written so far are intact, run the same command again", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         # A signal that lands inside C code (an extension module's import, a callback) can surface as another
@@ -41,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cause = _interruption(exc)
         if cause is None:
             raise
-        print("xaigan: interrupted; files written so far are intact, run the same command again", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 143 if isinstance(cause, Terminated) else 130
     finally:
         if handle:

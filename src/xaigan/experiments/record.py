@@ -69,7 +69,9 @@ def _thin_metrics(lines: list[str]) -> str:
     return "\n".join(kept) + ("\n" if kept else "")
 
 
-def _spread(paths: list[Path], k: int = 3) -> list[Path]:
+def evenly_spaced(paths: list[Path], k: int = 3) -> list[Path]:
+    """``k`` of ``paths`` spread evenly from the first to the last (all of them when there are at most ``k``): the
+    explanation grids a report shows and a record keeps."""
     if len(paths) <= k:
         return paths
     return [paths[round(i * (len(paths) - 1) / (k - 1))] for i in range(k)]
@@ -87,7 +89,7 @@ def record_run(run: RunDir, dest: str | Path) -> None:
     if run.metrics_path.is_file():
         atomic_write_text(out.metrics_path, _thin_metrics(run.metrics_path.read_text().splitlines()))
     samples = sorted(run.samples_dir.glob("epoch_*.png"))[-1:]
-    explanations = _spread(sorted(run.explanations_dir.glob("epoch_*.png")))
+    explanations = evenly_spaced(sorted(run.explanations_dir.glob("epoch_*.png")))
     for folder, files in ((out.samples_dir, samples), (out.explanations_dir, explanations)):
         for src in files:
             atomic_write_bytes(folder / src.name, src.read_bytes())

@@ -90,7 +90,6 @@ def run_grid(
         run = RunDir(spec.run_dir)
         state = run.state()
         bar.set_postfix_str(f"{spec.cell} seed {spec.seed} ({state})")
-        check_same_config(spec)
         if state in ("new", "started", "partial"):
             # "started": killed before its first checkpoint, nothing to resume: train it from the start again.
             trainer = prepare_run(spec.cfg, run, resume=state == "partial", overwrite=state == "started")

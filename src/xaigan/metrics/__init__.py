@@ -14,7 +14,15 @@ Typical use::
 
 from . import cache, distances, domain, features, inception
 from .cache import atomic_write, content_hash, real_statistics
-from .distances import density_coverage, feature_statistics, fid, frechet_distance, kid, precision_recall
+from .distances import (
+    density_coverage,
+    feature_statistics,
+    fid,
+    frechet_distance,
+    kid,
+    manifold_scores,
+    precision_recall,
+)
 from .domain import DomainClassifier, load_domain_checkpoint
 from .domain_training import load_or_train_domain, train_domain_classifier
 from .features import FeatureExtractor, check_same_extractor
@@ -35,6 +43,7 @@ __all__ = [
     "kid",
     "precision_recall",
     "density_coverage",
+    "manifold_scores",
     "DomainClassifier",
     "FeatureExtractor",
     "check_same_extractor",

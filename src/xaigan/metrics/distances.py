@@ -53,6 +53,8 @@ __all__ = [
     "kid",
     "polynomial_mmd2_unbiased",
     "precision_recall",
+    "density_coverage",
+    "manifold_scores",
     "kth_nn_radii",
 ]
 
@@ -150,6 +152,14 @@ def fid(features_a: Any, features_b: Any) -> float:
 fid_from_features = fid
 
 
+def _pair(a: Any, b: Any, names: tuple[str, str] = ("features_real", "features_fake")) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature sets as float64 matrices of the same width (else one ValueError naming the mismatch)."""
+    a, b = as_float64(a, names[0]), as_float64(b, names[1])
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"dimension mismatch: {a.shape[1]} vs {b.shape[1]}")
+    return a, b
+
+
 def _poly_kernel(a: np.ndarray, b: np.ndarray, gamma: float, coef0: float, degree: int) -> np.ndarray:
     k = a @ b.T
     k *= gamma
@@ -198,10 +208,7 @@ def kid(
     Subset size is ``min(subset_size, N_a, N_b)``; each subset draws indices without replacement
     from ``numpy.random.default_rng(seed)`` (first from ``a``, then from ``b``).
     """
-    a = as_float64(features_a, "features_a")
-    b = as_float64(features_b, "features_b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"dimension mismatch: {a.shape[1]} vs {b.shape[1]}")
+    a, b = _pair(features_a, features_b, ("features_a", "features_b"))
     if num_subsets < 1:
         raise ValueError("num_subsets must be >= 1")
     m = min(int(subset_size), a.shape[0], b.shape[0])
@@ -251,6 +258,42 @@ def kth_nn_radii(x: Any, k: int = 3, *, chunk_size: int = _DEFAULT_CHUNK) -> np.
     return radii
 
 
+def _knn_scores(real: np.ndarray, fake: np.ndarray, k: int, chunk_size: int, recall: bool) -> dict[str, float]:
+    """Precision, density and coverage (real k-NN balls) and, with ``recall``, recall (fake k-NN balls), from one
+    pass over the real x fake distance matrix, row-chunked over the real set."""
+    r_real = kth_nn_radii(real, k, chunk_size=chunk_size)
+    r_fake = kth_nn_radii(fake, k, chunk_size=chunk_size) if recall else None
+    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
+    balls_per_fake = np.zeros(fake.shape[0], dtype=np.int64)  # precision: > 0; density: the sum
+    covered = np.zeros(real.shape[0], dtype=bool)  # coverage numerator
+    real_in_fake = np.zeros(real.shape[0], dtype=bool)  # recall numerator
+    for start in range(0, real.shape[0], chunk_size):
+        stop = min(start + chunk_size, real.shape[0])
+        d = _sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq)  # (chunk, n_fake)
+        inside = d <= r_real[start:stop, None]
+        balls_per_fake += inside.sum(axis=0)
+        covered[start:stop] = inside.any(axis=1)
+        if r_fake is not None:
+            real_in_fake[start:stop] = (d <= r_fake[None, :]).any(axis=1)
+    scores = {
+        "precision": float((balls_per_fake > 0).mean()),
+        "density": float(balls_per_fake.sum() / (k * fake.shape[0])),
+        "coverage": float(covered.mean()),
+    }
+    if recall:
+        scores["recall"] = float(real_in_fake.mean())
+    return scores
+
+
+def manifold_scores(
+    features_real: Any, features_fake: Any, k: int = 5, *, chunk_size: int = _DEFAULT_CHUNK
+) -> dict[str, float]:
+    """``precision``, ``recall`` (:func:`precision_recall`), ``density`` and ``coverage`` (:func:`density_coverage`)
+    from one pass over the distances."""
+    real, fake = _pair(features_real, features_fake)
+    return _knn_scores(real, fake, k, chunk_size, recall=True)
+
+
 def precision_recall(
     features_real: Any,
     features_fake: Any,
@@ -259,22 +302,8 @@ def precision_recall(
     chunk_size: int = _DEFAULT_CHUNK,
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii; ``(precision, recall)``."""
-    real = as_float64(features_real, "features_real")
-    fake = as_float64(features_fake, "features_fake")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"dimension mismatch: {real.shape[1]} vs {fake.shape[1]}")
-    r_real = kth_nn_radii(real, k, chunk_size=chunk_size)
-    r_fake = kth_nn_radii(fake, k, chunk_size=chunk_size)
-    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
-    fake_in_real = np.zeros(fake.shape[0], dtype=bool)  # precision numerator
-    real_in_fake = np.zeros(real.shape[0], dtype=bool)  # recall numerator
-    # One pass over the real x fake distance matrix, row-chunked over the real set, serves both.
-    for start in range(0, real.shape[0], chunk_size):
-        stop = min(start + chunk_size, real.shape[0])
-        d = _sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq)  # (chunk, n_fake)
-        fake_in_real |= (d <= r_real[start:stop, None]).any(axis=0)
-        real_in_fake[start:stop] = (d <= r_fake[None, :]).any(axis=1)
-    return float(fake_in_real.mean()), float(real_in_fake.mean())
+    scores = manifold_scores(features_real, features_fake, k, chunk_size=chunk_size)
+    return scores["precision"], scores["recall"]
 
 
 def density_coverage(
@@ -290,17 +319,6 @@ def density_coverage(
     alike, not bounded by 1); coverage: the fraction of real balls holding at least one fake sample. Unlike precision
     and recall they do not use the fake set's radii, so a few outlying or collapsed fakes cannot inflate them.
     """
-    real = as_float64(features_real, "features_real")
-    fake = as_float64(features_fake, "features_fake")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"dimension mismatch: {real.shape[1]} vs {fake.shape[1]}")
-    r_real = kth_nn_radii(real, k, chunk_size=chunk_size)
-    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
-    balls_per_fake = np.zeros(fake.shape[0], dtype=np.int64)
-    covered = np.zeros(real.shape[0], dtype=bool)
-    for start in range(0, real.shape[0], chunk_size):
-        stop = min(start + chunk_size, real.shape[0])
-        inside = _sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq) <= r_real[start:stop, None]
-        balls_per_fake += inside.sum(axis=0)
-        covered[start:stop] = inside.any(axis=1)
-    return float(balls_per_fake.sum() / (k * fake.shape[0])), float(covered.mean())
+    real, fake = _pair(features_real, features_fake)
+    scores = _knn_scores(real, fake, k, chunk_size, recall=False)
+    return scores["density"], scores["coverage"]

@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from xaigan.io import atomic_write
 
-from .features import FeatureExtractor, _as_uint8_nchw, register
+from .features import FeatureExtractor, register
 
 __all__ = [
     "DOMAIN_ARCH_VERSION",
@@ -140,19 +141,12 @@ class DomainExtractor(FeatureExtractor):
         return self.net.features(x)
 
     @torch.no_grad()
-    def classify(self, images_uint8: Any) -> torch.Tensor:
-        """The classifier's softmax over the dataset's classes for every image, ``(N, classes)``."""
-        images = _as_uint8_nchw(images_uint8)
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            out = [
-                self.net(self.preprocess(images[i : i + self.batch_size].to(self.device))).float().softmax(1).cpu()
-                for i in range(0, len(images), self.batch_size)
-            ]
-        finally:
-            self.net.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.net.num_classes)
+    def classify(self, features: Any) -> torch.Tensor:
+        """The classifier's softmax over the dataset's classes, ``(N, classes)``, from features this extractor
+        returned (its classification head on them: no second pass through the network)."""
+        head = self.net.head
+        feats = torch.as_tensor(np.asarray(features), dtype=head.weight.dtype, device=head.weight.device)
+        return head(feats).float().softmax(1).cpu()
 
 
 @register("domain")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from xaigan.experiments import aggregate, collect, load_grid
+from xaigan.experiments.record import evenly_spaced
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.report.plots import line_chart
 from xaigan.rundir import RunDir
@@ -111,10 +112,7 @@ def _last_png(folder: Path) -> Path | None:
 
 
 def _heatmap_epochs(folder: Path, k: int = 3) -> list[Path]:
-    pngs = sorted(folder.glob("epoch_*.png"))
-    if len(pngs) <= k:
-        return pngs
-    return [pngs[round(i * (len(pngs) - 1) / (k - 1))] for i in range(k)]
+    return evenly_spaced(sorted(folder.glob("epoch_*.png")), k)
 
 
 def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, list[tuple[str, Path]]]:
