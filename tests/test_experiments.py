@@ -9,7 +9,7 @@ from scipy import stats
 from tests.conftest import write_image_folder
 from xaigan import cli
 from xaigan.config import ConfigError
-from xaigan.experiments import aggregate, collect, load_grid, mean_ci, paired_test
+from xaigan.experiments import aggregate, collect, load_grid, mean_ci
 from xaigan.rundir import RunDir
 from xaigan.train import from_config
 
@@ -21,16 +21,6 @@ def test_mean_ci_matches_t_interval():
     assert mean == pytest.approx(49.875) and std == pytest.approx(np.std(values, ddof=1))
     assert half == pytest.approx((hi - lo) / 2)
     assert math.isnan(mean_ci([3.0])[2])
-
-
-def test_paired_test_by_hand():
-    a = {0: 10.0, 1: 12.0, 2: 9.0, 3: 15.0}
-    b = {0: 11.0, 1: 12.5, 2: 11.0, 3: 14.0, 9: 1.0}  # seed 9 has no pair
-    out = paired_test(a, b)
-    d = np.array([-1.0, -0.5, -2.0, 1.0])
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(4))
-    assert out["n_pairs"] == 4 and out["lower_in"] == 3
-    assert out["t"] == pytest.approx(t) and out["p"] == pytest.approx(2 * stats.t.sf(abs(t), 3))
 
 
 def _grid_file(tmp_path, dataset, **extra):

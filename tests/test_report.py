@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from scipy import stats
 
 from xaigan.io import save_image_grid
 from xaigan.report import build_report, line_chart
@@ -68,8 +69,19 @@ def test_report_numbers(tmp_path):
     saliency = rows[1]
     base, mine = np.mean(FIDS["normal"]), np.mean(FIDS["saliency"])
     assert f"{mine:.2f} ± {np.std(FIDS['saliency'], ddof=1):.2f}" in saliency
-    assert f"{100 * (mine - base) / base:+.1f}% vs normal" in saliency
+    diffs = np.subtract(FIDS["saliency"], FIDS["normal"])
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
+    assert f"{100 * (mine - base) / base:+.1f}% ± {100 * half / base:.1f} vs normal" in saliency
     assert "lower in 3/3" in saliency and "2.00×" in saliency
+    p_sal = stats.ttest_rel(FIDS["saliency"], FIDS["normal"]).pvalue
+    p_lime = stats.ttest_rel(FIDS["lime"], FIDS["normal"]).pvalue
+    assert p_sal > p_lime  # so Holm multiplies lime's p by 2 and saliency's by 1 (then the running max)
+    assert f"p={p_sal:.3f} (Holm {max(p_sal, 2 * p_lime):.3f})" in saliency
+    assert f"p={p_lime:.3f} (Holm {2 * p_lime:.3f})" in rows[2]
+    findings = md.split("## Findings")[1].split("## Results")[0]
+    assert "significantly lower FID than the baseline for saliency" in findings
+    assert "significantly higher (worse) FID for lime" in findings
+    assert f"saliency vs normal: mean FID {mine:.1f} vs {base:.1f} over 3 paired seeds" in findings
     for name in ("fid", "g_loss", "d_loss"):
         svg = (out / "report_files" / f"{name}.svg").read_text()
         xml.dom.minidom.parseString(svg)  # well-formed
@@ -221,3 +233,28 @@ def html_escape(value: str) -> str:
     import html
 
     return html.escape(value, quote=False)
+
+
+def test_finding_of_an_insignificant_cell_states_the_designs_power():
+    pytest.importorskip("statsmodels")
+    from statsmodels.stats.power import TTestPower
+
+    from xaigan.experiments import paired_test
+    from xaigan.report.findings import cell_finding, headline
+
+    normal = {s: 50.0 + s for s in range(6)}
+    cell = {0: 51.0, 1: 53.0, 2: 50.0, 3: 54.0, 4: 53.5, 5: 56.0}
+    paired = paired_test(cell, normal)
+    paired["p_holm"] = paired["p"]
+    row = {"cell": "saliency", "baseline": "normal", "paired": paired}
+    text = cell_finding(row)
+    diffs = np.subtract([cell[s] for s in range(6)], [normal[s] for s in range(6)])
+    sd, base = diffs.std(ddof=1), np.mean(list(normal.values()))
+    mde = TTestPower().solve_power(nobs=6, alpha=0.05, power=0.8) * sd
+    power = TTestPower().power(effect_size=0.23 * base / sd, nobs=6, alpha=0.05)
+    assert paired["p"] > 0.05 and "Not significant" in text
+    assert f"{100 * diffs.mean() / base:.1f}% higher FID (worse)" in text
+    assert f"detects a true change of {100 * mde / base:.1f}% with 80% power" in text
+    assert f"23% gain with probability {power:.2f}" in text
+    assert headline([{"cell": "normal", "baseline": None}, row]).startswith("At this budget: no significant")
+    assert cell_finding({"cell": "normal", "baseline": None}) is None

@@ -1,4 +1,4 @@
-"""Aggregate a grid's runs per cell: mean, std and 95% CI over seeds, change vs baseline, paired test."""
+"""Aggregate a grid's runs per cell: mean, std and 95% CI over seeds, change vs baseline, paired tests."""
 
 from __future__ import annotations
 
@@ -6,36 +6,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from xaigan.experiments.grid import Grid
-
-
-def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean, sample std (ddof=1) and the half-width of the Student-t confidence interval (nan for n < 2)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return math.nan, math.nan, math.nan
-    if arr.size < 2:
-        return float(arr.mean()), math.nan, math.nan
-    std = float(arr.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, arr.size - 1) * std / math.sqrt(arr.size))
-    return float(arr.mean()), std, half
-
-
-def paired_test(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    """Paired t-test of ``a`` vs ``b`` over the seeds both have (two-sided), and how many seeds ``a`` is lower."""
-    seeds = sorted(set(a) & set(b))
-    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
-    out: dict[str, Any] = {"n_pairs": len(seeds), "lower_in": int((diffs < 0).sum()), "mean_diff": math.nan}
-    if len(seeds):
-        out["mean_diff"] = float(diffs.mean())
-    if len(seeds) >= 2 and np.any(diffs != diffs[0]):
-        result = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
-        out.update(t=float(result.statistic), p=float(result.pvalue))
-    else:
-        out.update(t=math.nan, p=math.nan)
-    return out
+from xaigan.experiments.statistics import holm, mean_ci, paired_test
 
 
 def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
@@ -156,4 +129,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if cell in grid.original:
             row["original"] = grid.original[cell]
         rows.append(row)
+    adjusted = holm({r["cell"]: r["paired"]["p"] for r in rows if "paired" in r})
+    for r in rows:
+        if "paired" in r:
+            r["paired"]["p_holm"] = adjusted[r["cell"]]
     return rows

@@ -16,6 +16,7 @@ import numpy as np
 from xaigan.experiments import aggregate, collect, load_grid
 from xaigan.experiments.record import evenly_spaced
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
+from xaigan.report.findings import findings
 from xaigan.report.plots import line_chart
 from xaigan.rundir import RunDir
 
@@ -27,8 +28,10 @@ COLUMNS = (
     "seeds",
     "FID mean ± std",
     "95% CI",
-    "ΔFID vs base",
+    "ΔFID vs base (paired, 95% CI)",
     "paired t-test",
+    "Wilcoxon",
+    "detectable Δ",
     "KID",
     "prec.",
     "recall",
@@ -52,13 +55,16 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The aggregate table as strings, one list per cell, in :data:`COLUMNS` order."""
     out = []
     for r in rows:
-        paired = r.get("paired")
-        test = "–"
-        if paired:
-            test = f"p={_fmt(paired['p'], 3)}, lower in {paired['lower_in']}/{paired['n_pairs']}"
+        paired = r.get("paired") or {}
+        test = wilcoxon = detectable = "–"
+        change = "(baseline)" if r["baseline"] is None else "–"
+        if paired.get("n_pairs"):
+            change = f"{paired['diff_pct']:+.1f}% ± {_fmt(paired['diff_pct_ci95'], 1)} vs {r['baseline']}"
+            test = f"p={_fmt(paired['p'], 3)} (Holm {_fmt(paired.get('p_holm', math.nan), 3)}), "
+            test += f"lower in {paired['lower_in']}/{paired['n_pairs']}"
+            wilcoxon = f"p={_fmt(paired['wilcoxon_p'], 3)}"
+            detectable = f"±{_fmt(paired['mde_pct'], 1)}%" if math.isfinite(paired["mde_pct"]) else "–"
         is_base = r["baseline"] is None
-        change = f"{r['fid_change_pct']:+.1f}% vs {r['baseline']}" if "fid_change_pct" in r else "–"
-        change = "(baseline)" if is_base else change
         ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else ("1×" if is_base else "–")
         ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
         flagged = (r.get("step_time") or {}).get("contaminated")
@@ -76,6 +82,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
                 f"± {_fmt(r['fid_ci95'])}",
                 change,
                 test,
+                wilcoxon,
+                detectable,
                 f"{_sig(r['kid_mean'])} ± {_sig(r['kid_std'])}",
                 _fmt(r["precision"], 3),
                 _fmt(r["recall"], 3),
@@ -149,7 +157,8 @@ def _markdown(
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
 ) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", "", "## Findings", ""]
+    lines += [f"- {_md_text(f)}" for f in findings(rows)] + ["", "## Results", ""]
     lines += [f"- {_md_text(n)}" for n in notes] + [""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in table_rows(rows)]
@@ -202,7 +211,8 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 .pix {{ image-rendering: pixelated; width: 280px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
+<h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows))}</ul>
+<h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
 {"".join(figures)}
@@ -255,8 +265,11 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         "step time: the median over seeds of each seed's ratio of median step times (cell / baseline, same seed), "
         "then the cell's median seconds per step; a run whose mean step time exceeds its median by 1.5x is flagged "
         "as contaminated (it shared the machine or stalled).",
-        "ΔFID is the change of the mean FID against the baseline cell (same data and augmentation); the paired "
-        "t-test compares FIDs seed by seed (two-sided).",
+        "ΔFID is the mean of the per-seed FID differences against the baseline cell (same data and augmentation, "
+        "same seeds), relative to the baseline's mean on those seeds, ± the half-width of its 95% t interval. The "
+        "paired t-test and Wilcoxon signed-rank test are two-sided; Holm corrects the t-tests for the grid's number "
+        "of comparisons. Detectable Δ: the true change the design (these seeds, this spread of differences) detects "
+        "with 80% power at 0.05.",
         "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
         "extractor (Inception / their MNIST setup): not comparable in absolute value.",
     ]

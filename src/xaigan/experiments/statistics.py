@@ -1,0 +1,88 @@
+"""Statistics for comparing cells over seeds: confidence intervals, paired tests, Holm correction and power."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+ALPHA = 0.05
+POWER = 0.8
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean, sample std (ddof=1) and the half-width of the Student-t confidence interval (nan for n < 2)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan, math.nan
+    if arr.size < 2:
+        return float(arr.mean()), math.nan, math.nan
+    std = float(arr.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, arr.size - 1) * std / math.sqrt(arr.size))
+    return float(arr.mean()), std, half
+
+
+def paired_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test on ``n`` pairs whose differences have standard deviation ``sd``,
+    when the true mean difference is ``effect`` (noncentral t; both tails)."""
+    if n < 2 or not sd > 0:
+        return math.nan
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = abs(effect) / sd * math.sqrt(n)
+    lower = stats.nct.cdf(-crit, df, nc)
+    # scipy's nct.cdf returns nan deep in the far tail (nc >> crit), where the wrong-sign rejections are ~0
+    return float(stats.nct.sf(crit, df, nc) + (lower if math.isfinite(lower) else 0.0))
+
+
+def min_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true mean difference that the two-sided paired t-test on ``n`` pairs detects with probability
+    ``power`` at level ``alpha``, for differences with standard deviation ``sd`` (nan if n < 2 or sd is 0)."""
+    if n < 2 or not sd > 0:
+        return math.nan
+    hi = sd
+    while paired_power(hi, sd, n, alpha) < power:
+        hi *= 2
+    return float(optimize.brentq(lambda e: paired_power(e, sd, n, alpha) - power, 0.0, hi, xtol=1e-10 * sd))
+
+
+def paired_test(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict[str, Any]:
+    """Compare ``a`` with ``b`` over the seeds both have: mean difference ``a - b`` with its t confidence interval,
+    the same relative to ``b``'s mean on those seeds, the paired t-test and Wilcoxon signed-rank test (two-sided),
+    the effect size d_z, how many seeds ``a`` is lower in, and the smallest difference the design detects with
+    80% power at the observed spread (``mde``)."""
+    seeds = sorted(set(a) & set(b))
+    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    nan = math.nan
+    out: dict[str, Any] = {"n_pairs": len(seeds), "lower_in": int((diffs < 0).sum()), "mean_diff": nan}
+    out.update(diff_ci95=nan, base_mean=nan, diff_pct=nan, diff_pct_ci95=nan, t=nan, p=nan, wilcoxon_p=nan)
+    out.update(d_z=nan, sd_diff=nan, mde=nan, mde_pct=nan)
+    if not seeds:
+        return out
+    base_mean = float(np.mean([b[s] for s in seeds]))
+    mean, sd, half = mean_ci(list(diffs), level)
+    out.update(mean_diff=mean, base_mean=base_mean, diff_pct=100.0 * mean / base_mean, diff_ci95=half)
+    out["diff_pct_ci95"] = 100.0 * half / base_mean
+    if len(seeds) >= 2 and np.any(diffs != diffs[0]):
+        result = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+        out.update(t=float(result.statistic), p=float(result.pvalue), sd_diff=sd, d_z=mean / sd)
+        if np.any(diffs != 0):
+            out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
+        out["mde"] = min_detectable_effect(sd, len(seeds))
+        out["mde_pct"] = 100.0 * out["mde"] / base_mean
+    return out
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error) for a family of tests; nan p-values are left out of
+    the family and stay nan."""
+    finite = sorted((p, name) for name, p in pvalues.items() if math.isfinite(p))
+    m = len(finite)
+    out = {name: math.nan for name in pvalues}
+    running = 0.0
+    for i, (p, name) in enumerate(finite):
+        running = max(running, min(1.0, (m - i) * p))
+        out[name] = running
+    return out

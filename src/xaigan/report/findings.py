@@ -1,0 +1,66 @@
+"""What a grid found, in plain sentences: each cell against its baseline, with certainty and the design's power."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xaigan.experiments import paired_power
+
+LEVEL = 0.05
+PAPER_GAIN = 0.23  # the paper's headline: up to 23% lower FID than the standard GAN
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.1f}%"
+
+
+def cell_finding(row: dict[str, Any]) -> str | None:
+    """One or two sentences on a cell against its baseline (None for a baseline cell)."""
+    base = row.get("baseline")
+    if base is None:
+        return None
+    paired = row.get("paired")
+    n = paired["n_pairs"] if paired else 0
+    if n < 2 or not math.isfinite(paired["p"]):
+        return f"{row['cell']} vs {base}: {n} paired seed{'s' if n != 1 else ''} so far, too few to compare."
+    pct, half = paired["diff_pct"], paired["diff_pct_ci95"]
+    direction = "lower FID (better)" if pct < 0 else "higher FID (worse)"
+    p_holm = paired.get("p_holm", paired["p"])
+    text = (
+        f"{row['cell']} vs {base}: mean FID {paired['base_mean'] + paired['mean_diff']:.1f} vs "
+        f"{paired['base_mean']:.1f} over {n} paired seeds: {abs(pct):.1f}% {direction}; "
+        f"95% CI {_pct(pct - half)} to {_pct(pct + half)}; paired t-test p = {paired['p']:.3g}, "
+        f"Holm-adjusted {p_holm:.3g}; lower FID in {paired['lower_in']} of {n} seeds."
+    )
+    if p_holm < LEVEL:
+        return text + f" The difference is significant at {LEVEL:g} after correction."
+    power = paired_power(PAPER_GAIN * paired["base_mean"], paired["sd_diff"], n)
+    return text + (
+        " Not significant: the difference is within seed noise. With this spread, the design detects a true "
+        f"change of {paired['mde_pct']:.1f}% with 80% power, and the paper's {100 * PAPER_GAIN:.0f}% gain with "
+        f"probability {power:.2f}."
+    )
+
+
+def headline(rows: list[dict[str, Any]]) -> str:
+    """One sentence answering "did guidance help at this budget?" across the grid's compared cells."""
+    compared = [r for r in rows if r.get("paired") and r["paired"]["n_pairs"] >= 2 and math.isfinite(r["paired"]["p"])]
+    if not compared:
+        return "Too few paired seeds yet to say whether any cell differs from its baseline."
+    better = [r["cell"] for r in compared if r["paired"]["p_holm"] < LEVEL and r["paired"]["mean_diff"] < 0]
+    worse = [r["cell"] for r in compared if r["paired"]["p_holm"] < LEVEL and r["paired"]["mean_diff"] > 0]
+    parts = []
+    if better:
+        parts.append(f"significantly lower FID than the baseline for {', '.join(better)}")
+    if worse:
+        parts.append(f"significantly higher (worse) FID for {', '.join(worse)}")
+    rest = [r["cell"] for r in compared if r["cell"] not in better + worse]
+    if rest:
+        parts.append(f"no significant difference for {', '.join(rest)}")
+    return "At this budget: " + "; ".join(parts) + " (paired t-tests, Holm-corrected at 0.05)."
+
+
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """The headline, then one finding per compared cell, in the grid's order."""
+    return [headline(rows)] + [f for f in map(cell_finding, rows) if f]

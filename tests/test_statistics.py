@@ -1,0 +1,92 @@
+"""Statistics for comparing cells: checked against statsmodels, scipy, Monte Carlo and hand computations."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from xaigan.experiments import holm, min_detectable_effect, paired_power, paired_test
+
+statsmodels_power = pytest.importorskip("statsmodels.stats.power")
+multitest = pytest.importorskip("statsmodels.stats.multitest")
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 20])
+@pytest.mark.parametrize("d", [0.2, 0.8, 1.5])
+def test_paired_power_matches_statsmodels(n, d):
+    sd = 3.7
+    expected = statsmodels_power.TTestPower().power(effect_size=d, nobs=n, alpha=0.05, alternative="two-sided")
+    assert paired_power(d * sd, sd, n) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 30])
+def test_min_detectable_effect_matches_statsmodels(n):
+    sd = 2.5
+    d = statsmodels_power.TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
+    assert min_detectable_effect(sd, n) == pytest.approx(d * sd, rel=1e-4)
+
+
+def test_min_detectable_effect_is_detected_80_percent_of_the_time():
+    """Monte Carlo: paired experiments whose true difference is the MDE reject at 5% in ~80% of repeats."""
+    rng = np.random.default_rng(0)
+    n, sd = 10, 4.0
+    mde = min_detectable_effect(sd, n)
+    diffs = rng.normal(mde, sd, size=(40_000, n))
+    t = diffs.mean(1) / (diffs.std(1, ddof=1) / math.sqrt(n))
+    rejected = np.abs(t) > stats.t.ppf(0.975, n - 1)
+    assert rejected.mean() == pytest.approx(0.8, abs=0.01)
+    assert math.isnan(min_detectable_effect(sd, 1)) and math.isnan(min_detectable_effect(0.0, 10))
+
+
+def test_holm_matches_statsmodels():
+    pvalues = {"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5, "e": 0.002}
+    _, expected, _, _ = multitest.multipletests(list(pvalues.values()), method="holm")
+    out = holm({**pvalues, "nan": math.nan})
+    assert [out[k] for k in pvalues] == pytest.approx(list(expected))
+    assert math.isnan(out["nan"])
+
+
+def _exact_wilcoxon(diffs: np.ndarray) -> float:
+    """Two-sided exact signed-rank p by enumerating all 2^n sign flips (no ties, no zeros)."""
+    ranks = stats.rankdata(np.abs(diffs))
+    observed = abs((ranks * np.sign(diffs)).sum())
+    sums = [abs((ranks * np.array(signs)).sum()) for signs in itertools.product([-1, 1], repeat=len(diffs))]
+    return float(np.mean(np.array(sums) >= observed - 1e-12))
+
+
+def test_paired_test_by_hand():
+    a = {0: 10.0, 1: 12.0, 2: 9.0, 3: 15.0, 4: 20.0}
+    b = {0: 11.0, 1: 12.4, 2: 11.3, 3: 14.0, 4: 23.5, 9: 1.0}  # seed 9 has no pair
+    out = paired_test(a, b)
+    d = np.array([-1.0, -0.4, -2.3, 1.0, -3.5])
+    sd = d.std(ddof=1)
+    t = d.mean() / (sd / math.sqrt(5))
+    base = np.mean([11.0, 12.4, 11.3, 14.0, 23.5])
+    half = stats.t.ppf(0.975, 4) * sd / math.sqrt(5)
+    assert out["n_pairs"] == 5 and out["lower_in"] == 4
+    assert out["t"] == pytest.approx(t) and out["p"] == pytest.approx(2 * stats.t.sf(abs(t), 4))
+    assert out["mean_diff"] == pytest.approx(d.mean()) and out["diff_ci95"] == pytest.approx(half)
+    assert out["diff_pct"] == pytest.approx(100 * d.mean() / base)
+    assert out["diff_pct_ci95"] == pytest.approx(100 * half / base)
+    assert out["d_z"] == pytest.approx(d.mean() / sd)
+    assert out["wilcoxon_p"] == pytest.approx(_exact_wilcoxon(d))
+    assert out["mde"] == pytest.approx(min_detectable_effect(sd, 5))
+
+
+def test_paired_test_degenerate_inputs():
+    assert paired_test({}, {0: 1.0})["n_pairs"] == 0
+    one = paired_test({0: 1.0}, {0: 2.0})
+    assert one["mean_diff"] == -1.0 and math.isnan(one["p"]) and math.isnan(one["mde"])
+    same = paired_test({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
+    assert same["mean_diff"] == 0.0 and math.isnan(same["p"]) and math.isnan(same["wilcoxon_p"])
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_power_is_finite_and_monotonic_for_large_effects(n):
+    """scipy's noncentral t cdf gives nan deep in the tail; power must stay finite and rise with the effect."""
+    powers = [paired_power(e, 1.0, n) for e in np.linspace(0.0, 60.0, 601)]
+    assert all(math.isfinite(p) for p in powers)
+    assert np.all(np.diff(powers) >= -1e-12) and powers[0] == pytest.approx(0.05) and powers[-1] > 0.99
+    assert math.isfinite(min_detectable_effect(1e-6, n))
