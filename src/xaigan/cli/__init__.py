@@ -78,6 +78,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from xaigan.config import ConfigError
     from xaigan.data import DataUnavailableError
     from xaigan.data.formats import FormatError
+    from xaigan.experiments.cluster import RayUnavailableError
+    from xaigan.experiments.runner import RunsFailedError
     from xaigan.experiments.workers import WorkerDiedError
     from xaigan.guidance import GuidanceHealthError
     from xaigan.rundir import RunLockedError
@@ -87,7 +89,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return int(args.func(args) or 0)
     except (CLIError, ConfigError, DataUnavailableError, FormatError, RunExistsError, RunLockedError) as exc:
         return _fail(exc, 2, args.verbose)
-    except (GuidanceHealthError, NonFiniteLossError, WorkerDiedError) as exc:
+    except RayUnavailableError as exc:
+        return _fail(exc, 2, args.verbose)
+    except (GuidanceHealthError, NonFiniteLossError, RunsFailedError, WorkerDiedError) as exc:
         return _fail(exc, 1, args.verbose)  # the run stopped; its last good checkpoint stands
     except StopRequested as exc:
         print(f"xaigan: {exc}; run the same command again to continue", file=sys.stderr)

@@ -96,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of finished runs' small artefacts (commit it): runs recorded there are skipped, each run "
         "finished here is added, and the report is built from it",
     )
+    rep.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker processes on this machine; ray: one Ray task per run (pip install 'xaigan[ray]')",
+    )
+    rep.add_argument(
+        "--address",
+        help="with --executor ray: the cluster to join (HOST:PORT of its head, or auto); default: start Ray here",
+    )
+    rep.add_argument("--retries", type=int, default=2, help="with --executor ray: retries of a run whose worker dies")
+    rep.add_argument("--cpus-per-run", type=int, help="with --executor ray: CPUs (torch threads) per run (default 1)")
+    rep.add_argument(
+        "--gpus-per-run", type=float, help="with --executor ray: GPUs per run (default 1 for device cuda, else 0)"
+    )
     rep.set_defaults(func=study.cmd_reproduce)
 
     report = sub.add_parser("report", help="write report.md and report.html for a grid folder")

@@ -50,6 +50,7 @@ def _seeds(args: argparse.Namespace, grid: Any) -> list[int]:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from xaigan.experiments import load_grid, run_grid
+    from xaigan.experiments.runner import RunsFailedError
     from xaigan.report import build_report
 
     grid = load_grid(args.grid)
@@ -63,19 +64,48 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise CLIError(f"--workers must be a whole number or auto, got {args.workers!r}") from None
         if workers < 1:
             raise CLIError(f"--workers must be at least 1, got {workers}")
-    run_grid(
-        grid,
-        out,
-        budget=args.budget,
-        seeds=seeds,
-        evaluate=not args.no_eval,
-        progress=not args.quiet,
-        workers=workers,
-        record=args.record,
-    )
+    ray_options = None
+    if args.executor == "ray":
+        from xaigan.experiments.cluster import check_address, import_ray
+
+        import_ray()  # before anything is written: no Ray, or an unreachable cluster, is one error
+        if args.address is not None:
+            check_address(args.address)
+        if args.retries < 0 or (args.cpus_per_run is not None and args.cpus_per_run < 1):
+            raise CLIError("--retries must be at least 0 and --cpus-per-run at least 1")
+        ray_options = {
+            "address": args.address,
+            "retries": args.retries,
+            "cpus_per_run": args.cpus_per_run,
+            "gpus_per_run": args.gpus_per_run,
+        }
+    elif args.address is not None:
+        raise CLIError("--address is for --executor ray")
+    failed = None
+    try:
+        run_grid(
+            grid,
+            out,
+            budget=args.budget,
+            seeds=seeds,
+            evaluate=not args.no_eval,
+            progress=not args.quiet,
+            workers=workers,
+            record=args.record,
+            executor=args.executor,
+            ray_options=ray_options,
+        )
+    except RunsFailedError as exc:
+        failed = exc
     if not args.no_eval:
-        md, page = build_report(Path(args.record) if args.record else out)
-        print(f"report: {md}\n        {page}")
+        try:
+            md, page = build_report(Path(args.record) if args.record else out)
+            print(f"report: {md}\n        {page}")
+        except FileNotFoundError:
+            if failed is None:
+                raise
+    if failed is not None:
+        raise failed
     return 0
 
 

@@ -33,12 +33,16 @@ def run_grid(
     progress: bool = True,
     workers: int | str = 1,
     record: str | Path | None = None,
+    executor: str = "local",
+    ray_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run. With ``workers`` > 1 the
     runs are trained that many at a time in separate processes (see :mod:`xaigan.experiments.workers`), then
     evaluated here; ``"auto"``: :func:`xaigan.experiments.workers.auto_workers`. ``record``: a folder of finished
     runs' small artefacts (:mod:`xaigan.experiments.record`): runs recorded there are skipped, and each run finished
-    and evaluated here is recorded there."""
+    and evaluated here is recorded there. ``executor="ray"`` trains the runs as Ray tasks instead
+    (:func:`xaigan.experiments.cluster.train_on_ray`, given ``ray_options``); runs that fail there are written to
+    ``grid.json`` and raised as :class:`RunsFailedError` after every other run is finished, evaluated and recorded."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
@@ -56,10 +60,8 @@ def run_grid(
         atomic_write_bytes(
             out / "grid.yaml", grid.path.read_bytes()
         )  # the report needs the grid, from the folder alone
-    atomic_write_text(
-        out / "grid.json",
-        json.dumps({"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds}, indent=2),
-    )
+    meta = {"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds, "executor": executor}
+    atomic_write_text(out / "grid.json", json.dumps(meta, indent=2))
     todo = []
     for spec in specs:
         check_same_config(spec)
@@ -82,10 +84,20 @@ def run_grid(
         if record is not None and run.state() == "done":
             record_run(run, recorded_path(record, spec))
 
-    if workers > 1 and len(todo) > 1:  # each run evaluated and recorded here as soon as its worker finishes it
-        train_parallel(todo, workers, report=tqdm.write if progress else log.info, on_done=finish)
+    say = tqdm.write if progress else log.info
+    failed: list[dict[str, Any]] = []
+    if executor == "ray" and todo:
+        from xaigan.experiments.cluster import train_on_ray
+
+        with tqdm(total=len(todo), desc=f"{grid.name} (Ray)", disable=not progress, unit="run") as ray_bar:
+            failed = train_on_ray(
+                todo, **(ray_options or {}), report=say, on_done=finish, progress=lambda i, n: ray_bar.update(1)
+            )
+    elif workers > 1 and len(todo) > 1:  # each run evaluated and recorded here as soon as its worker finishes it
+        train_parallel(todo, workers, report=say, on_done=finish)
+    lost = {(f["cell"], f["seed"]) for f in failed}
     records = []
-    bar = tqdm(specs, desc=grid.name, disable=not progress, unit="run")
+    bar = tqdm([s for s in specs if (s.cell, s.seed) not in lost], desc=grid.name, disable=not progress, unit="run")
     for spec in bar:
         run = RunDir(spec.run_dir)
         state = run.state()
@@ -101,7 +113,22 @@ def run_grid(
         records.append(collect(spec))
     order = {(s.cell, s.seed): i for i, s in enumerate(grid.runs(out, budget, seeds))}
     records += [collect(spec) for spec in done_before.values()]
+    if failed:
+        atomic_write_text(out / "grid.json", json.dumps({**meta, "failed": failed}, indent=2))
+        raise RunsFailedError(failed)
     return sorted(records, key=lambda r: order[r["cell"], r["seed"]])
+
+
+class RunsFailedError(RuntimeError):
+    """Runs that failed on every try (listed in ``grid.json``); every other run of the grid finished."""
+
+    def __init__(self, failed: list[dict[str, Any]]) -> None:
+        self.failed = failed
+        names = ", ".join(f"{f['cell']} seed {f['seed']} ({f['error']})" for f in failed)
+        super().__init__(
+            f"{len(failed)} run(s) failed: {names}; the others are finished and reported. Run the same command "
+            "again to retry the failed ones from their last checkpoint"
+        )
 
 
 def collect(spec: RunSpec) -> dict[str, Any]:

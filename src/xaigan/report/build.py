@@ -273,6 +273,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
         "extractor (Inception / their MNIST setup): not comparable in absolute value.",
     ]
+    notes += [f"FAILED: {f['cell']} seed {f['seed']}: {f['error']}" for f in meta.get("failed", [])]
     title = f"xaigan results: {grid.name}"
     files = out_dir / "report_files"
     files.mkdir(exist_ok=True)

@@ -1,0 +1,154 @@
+"""Grids on Ray: same results as the local executor, killed tasks retried from their checkpoint, clear errors."""
+
+import json
+import socket
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import write_image_folder
+from xaigan import cli
+from xaigan.experiments import load_grid, run_grid
+from xaigan.experiments.runner import RunsFailedError
+from xaigan.rundir import RunDir
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def _grid(tmp_path, cells, epochs=2):
+    write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
+    spec = {
+        "name": "tiny",
+        "base": {
+            "dataset": f"folder:{tmp_path / 'imgs'}",
+            "model": "mlp",
+            "batch_size": 16,
+            "checkpoint_every": 1,
+            "tensorboard": False,
+        },
+        "budgets": {"quick": {"epochs": epochs}},
+        "evaluation": {"n": 100},
+        "cells": cells,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load_grid(path)
+
+
+TWO_CELLS = {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}}
+
+
+def _results(records):
+    return {(r["cell"], r["seed"]): (r["eval"]["fid"], r["summary"]["steps"]) for r in records}
+
+
+def test_ray_grid_gives_the_local_executors_results(tmp_path, local_ray):
+    import torch
+
+    grid = _grid(tmp_path, TWO_CELLS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the Ray tasks train with one thread each: the same arithmetic
+    try:
+        local = run_grid(grid, tmp_path / "local", seeds=[0, 1], progress=False, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    on_ray = run_grid(grid, tmp_path / "ray", seeds=[0, 1], progress=False, executor="ray")
+    assert len(on_ray) == 4 and _results(on_ray) == _results(local)
+    assert json.loads((tmp_path / "ray" / "grid.json").read_text())["executor"] == "ray"
+    for r in on_ray:
+        assert RunDir(r["run_dir"]).state() == "done"
+        assert sorted(p.name for p in RunDir(r["run_dir"]).path.iterdir()) == sorted(
+            p.name for p in (tmp_path / "local" / r["cell"] / f"seed_{r['seed']}").iterdir()
+        )
+
+
+def _writes(counter):
+    return counter.stat().st_size if counter.exists() else 0
+
+
+def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
+    grid = _grid(tmp_path, {"normal": {"xai": "none"}}, epochs=3)
+    counter = tmp_path / "count"
+    env = {"env_vars": {"XAIGAN_FAILPOINT": f"none:999999:{counter}"}}
+    whole = run_grid(
+        grid,
+        tmp_path / "whole",
+        seeds=[0],
+        progress=False,
+        evaluate=False,
+        executor="ray",
+        ray_options={"runtime_env": env},
+    )
+    uninterrupted = _writes(counter)
+    counter.unlink()
+    kill_at = uninterrupted * 2 // 3  # after the first checkpoints, before the end
+    env = {"env_vars": {"XAIGAN_FAILPOINT": f"kill:{kill_at}:{counter}"}}
+    retried = run_grid(
+        grid,
+        tmp_path / "retried",
+        seeds=[0],
+        progress=False,
+        evaluate=False,
+        executor="ray",
+        ray_options={"runtime_env": env, "retries": 1},
+    )
+    # Killed once (the counter passed kill_at), then resumed: fewer writes than a restart from scratch would make.
+    assert uninterrupted < _writes(counter) < kill_at + uninterrupted
+    assert retried[0]["summary"]["steps"] == whole[0]["summary"]["steps"]
+    assert RunDir(retried[0]["run_dir"]).state() == "trained"
+
+
+def test_run_failing_every_try_is_reported_and_the_others_finish(tmp_path, local_ray):
+    grid = _grid(tmp_path, TWO_CELLS)
+    counter = tmp_path / "count"
+    env = {"env_vars": {"XAIGAN_FAILPOINT": f"kill:3:{counter}"}}  # the first task to write dies, no retry
+    with pytest.raises(RunsFailedError) as caught:
+        run_grid(
+            grid,
+            tmp_path / "out",
+            seeds=[0],
+            progress=False,
+            evaluate=False,
+            executor="ray",
+            ray_options={"runtime_env": env, "retries": 0},
+        )
+    (failure,) = caught.value.failed
+    meta = json.loads((tmp_path / "out" / "grid.json").read_text())
+    assert meta["failed"] == [failure] and failure["error"]
+    other = "saliency" if failure["cell"] == "normal" else "normal"
+    assert RunDir(tmp_path / "out" / other / "seed_0").state() == "trained"
+    assert RunDir(failure["run_dir"]).state() != "trained"
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [("not-an-address", "must be HOST:PORT"), (f"127.0.0.1:{_closed_port()}", "cannot reach a Ray cluster at")],
+)
+def test_bad_address_is_one_clear_error_and_writes_nothing(tmp_path, capsys, address, message):
+    grid = _grid(tmp_path, TWO_CELLS)
+    out = tmp_path / "out"
+    code = cli.main(["reproduce", str(grid.path), "--executor", "ray", "--address", address, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_without_ray_the_flag_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    grid = _grid(tmp_path, TWO_CELLS)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code = cli.main(["reproduce", str(grid.path), "--executor", "ray", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'xaigan[ray]'" in err and not (tmp_path / "out").exists()
