@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other flags are ignored)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar (for logs)")
+    train.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="train on this many processes (one per GPU on CUDA), launched with torchrun; DistributedDataParallel",
+    )
     _config_flags(train)
     train.set_defaults(func=run.cmd_train)
 

@@ -38,26 +38,87 @@ def config_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from xaigan.experiments import prepare_run
+    from xaigan.train import distributed
+
+    if args.devices < 1:
+        raise CLIError(f"--devices must be at least 1, got {args.devices}")
+    if args.devices > 1 and not distributed.launched():
+        return launch(args.devices, args.argv)
+    from xaigan.train import pick_device
 
     if args.resume:
         run = RunDir(args.resume)
         if not run.config_path.is_file():
             raise CLIError(f"{run.path} holds no run to resume (no {run.CONFIG})")
-        trainer = prepare_run(None, run, resume=True)
+        device = pick_device(config_mod.Config.from_dict(run.read_config()).device)
+    else:
+        cfg = config_mod.resolve(*config_layers(args))
+        run = RunDir(Path(args.out) if args.out else Path("runs") / default_run_name(cfg))
+        device = pick_device(cfg.device)
+    dist = distributed.from_env(device)
+    try:
+        return _train(args, run, None if args.resume else cfg, dist)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, run: RunDir, cfg: Any, dist: Any) -> int:
+    from xaigan.experiments import prepare_run
+
+    if dist is not None and not dist.main:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the run
+    if args.resume:
+        trainer = prepare_run(None, run, resume=True, dist=dist)
         if args.quiet:
             trainer.cfg.progress = False
         log.info("resuming %s at epoch %d, step %d", run.path, trainer.epoch, trainer.step)
     else:
-        cfg = config_mod.resolve(*config_layers(args))
-        run = RunDir(Path(args.out) if args.out else Path("runs") / default_run_name(cfg))
-        trainer = prepare_run(cfg, run, overwrite=args.overwrite)
+        trainer = prepare_run(cfg, run, overwrite=args.overwrite, dist=dist)
+    if dist is not None:
+        log.info("training on %d processes (rank 0 writes %s)", dist.world, run.path)
     summary = trainer.fit()
+    if not trainer.main:
+        return 143 if summary.get("signal") == "SIGTERM" else (130 if summary.get("interrupted") else 0)
     if summary.get("interrupted"):
         print(f"interrupted at step {summary['step']}; continue with: xaigan train --resume {run.path}")
         return 143 if summary.get("signal") == "SIGTERM" else 130
     print(f"done: {run.path}  samples: {run.samples_dir}  ({summary['train_seconds']:.0f} s training)")
     return 0
+
+
+def without_devices(argv: list[str]) -> list[str]:
+    """The command line without its ``--devices N`` (what each process started by torchrun runs)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            out.append(arg)
+    return out
+
+
+def launch(n: int, argv: list[str]) -> int:
+    """Run this same ``xaigan`` command on ``n`` processes with torchrun (single node) and return its exit code;
+    SIGINT/SIGTERM reach torchrun, which stops every process (each checkpoints through rank 0)."""
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"]
+    cmd += ["-m", "xaigan", *without_devices(argv)]
+    log.info("launching %d processes: %s", n, " ".join(cmd[1:]))
+    child = subprocess.Popen(cmd)
+    try:
+        return child.wait()
+    except BaseException:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
 
 
 def cmd_data(args: argparse.Namespace) -> int:

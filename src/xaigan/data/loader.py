@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -28,7 +28,11 @@ class Loader:
         seed: int,
         drop_last: bool = False,
         device: torch.device | str = "cpu",
+        shard: Callable[[int], slice] | None = None,
+        min_last: int = 1,
     ) -> None:
+        """``shard(n)``: the rows of each ``n``-row global batch this process trains on (all of them by default);
+        ``min_last``: a last batch smaller than this is dropped (one row per process of a distributed run)."""
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"Loader wants uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}")
         if len(images) == 0:
@@ -37,13 +41,23 @@ class Loader:
         self.batch_size = batch_size
         self.seed = seed
         self.drop_last = drop_last and len(images) >= batch_size
+        self.shard = shard
+        self.min_last = min_last
 
     def __len__(self) -> int:
         n = len(self.images)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(n, self.batch_size)
+        return full + (0 < rest and rest >= self.min_last and not self.drop_last)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
         """Batches of ``epoch`` from batch index ``start`` on."""
         order = epoch_permutation(len(self.images), self.seed, epoch).to(self.images.device)
         for i in range(start, len(self)):
-            yield to_float(self.images[order[i * self.batch_size : (i + 1) * self.batch_size]])
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            if self.shard is not None:
+                index = index[self.shard(len(index))]
+            yield to_float(self.images[index])
+
+    def global_size(self, i: int) -> int:
+        """Rows in global batch ``i`` (all processes together)."""
+        return min(self.batch_size, len(self.images) - i * self.batch_size)

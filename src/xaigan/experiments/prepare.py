@@ -8,16 +8,25 @@ from xaigan import train
 from xaigan.config import Config
 from xaigan.evaluate import attach
 from xaigan.rundir import RunDir
+from xaigan.train.distributed import Dist
 
 
 def prepare_run(
-    cfg: Config | None, run_dir: str | Path | RunDir, *, resume: bool = False, overwrite: bool = False
+    cfg: Config | None,
+    run_dir: str | Path | RunDir,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    dist: Dist | None = None,
 ) -> train.Trainer:
     """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
-    with per-epoch evaluation attached when ``eval_every`` asks for it."""
+    with per-epoch evaluation attached when ``eval_every`` asks for it (on rank 0 of a distributed run)."""
     if not resume and cfg is None:
         raise ValueError("prepare_run needs a config for a new run")
-    trainer = train.resume(run_dir) if resume else train.from_config(cfg, run_dir, overwrite=overwrite)
-    if trainer.cfg.eval_every > 0:
+    if resume:
+        trainer = train.resume(run_dir, dist=dist)
+    else:
+        trainer = train.from_config(cfg, run_dir, overwrite=overwrite, dist=dist)
+    if trainer.cfg.eval_every > 0 and trainer.main:
         attach(trainer)
     return trainer

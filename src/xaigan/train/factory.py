@@ -7,6 +7,8 @@ folder. Loading a checkpoint never rewrites a file; a resumed run's metrics are 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -18,6 +20,7 @@ from xaigan.guidance import XAIGuidance
 from xaigan.io import UnreadableFileError
 from xaigan.rundir import LAST, PREVIOUS, RunDir
 from xaigan.train import checkpoint
+from xaigan.train.distributed import Dist
 from xaigan.train.step import pick_device
 from xaigan.train.trainer import Trainer
 
@@ -78,28 +81,53 @@ def build_guidance(
     )
 
 
-def _build(cfg: Config, run: RunDir) -> Trainer:
+def _build(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
     """Seed, load the data, build models, augmentation and guidance, in the order that fixes every random draw."""
-    device = pick_device(cfg.device)
+    device = dist.device(pick_device(cfg.device)) if dist else pick_device(cfg.device)
     checkpoint.seed_everything(cfg.seed)
     data = data_mod.load(
         cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
     )
     G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim)
     augment = build_augment(cfg)
-    trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device)
+    trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device, dist=dist)
     trainer.guidance = build_guidance(trainer.cfg, data.images, augment, device)  # d_output resolved from D
     return trainer
 
 
-def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) -> Trainer:
-    """A new run of ``cfg`` in ``run_dir``: refuses a folder that holds a run unless ``overwrite``."""
+def _on_main(dist: Dist | None, claim: Callable[[], Any]) -> Any:
+    """Run ``claim`` (take the run folder) on rank 0 only, once every rank has checked and built what it needs;
+    if it fails there, every rank fails."""
+    if dist is None:
+        return claim()
+    dist.barrier()
+    result, error = None, None
+    if dist.main:
+        try:
+            result = claim()
+        except BaseException as exc:
+            error = exc
+    if dist.any(error is not None):
+        if error is not None:
+            raise error
+        raise RuntimeError("rank 0 could not take the run folder (its error is above)")
+    return result
+
+
+def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False, dist: Dist | None = None) -> Trainer:
+    """A new run of ``cfg`` in ``run_dir``: refuses a folder that holds a run unless ``overwrite``. ``dist``: this
+    process's rank in a distributed run (rank 0 takes the folder)."""
     run = RunDir(run_dir)
     if not isinstance(cfg, Config):
         raise ConfigError(f"from_config wants a validated Config, got {type(cfg).__name__}")
     if run.holds_run() and not overwrite:
         _refuse_existing(run)  # before loading anything: fail fast
-    trainer = _build(cfg, run)  # data and models first: a bad dataset must not cost the old run
+    trainer = _build(cfg, run, dist)  # data and models first: a bad dataset must not cost the old run
+    trainer.lock = _on_main(dist, lambda: _claim_new(run, trainer, overwrite))
+    return trainer
+
+
+def _claim_new(run: RunDir, trainer: Trainer, overwrite: bool) -> Any:
     lock = run.lock()
     try:
         run.remove_stale_temps()
@@ -112,30 +140,40 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False) 
     except BaseException:
         lock.release()
         raise
-    trainer.lock = lock
-    return trainer
+    return lock
 
 
-def resume(run_dir: str | RunDir) -> Trainer:
+def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
     """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint (or, if that
-    is missing or damaged, at the one before it, with a warning)."""
+    is missing or damaged, at the one before it, with a warning). ``dist``: this process's rank in a distributed
+    run, on any number of processes (the checkpoint does not depend on how many wrote it)."""
     run = RunDir(run_dir)
     if run.state() == "started":
         raise FileNotFoundError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
     if not run.config_path.is_file() or run.state() == "new":
         raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
-    lock = run.lock()
+    lock = _on_main(dist, lambda: _claim_existing(run))
     try:
-        run.remove_stale_temps()
         state = _load_last_good(run)
-        trainer = _build(Config.from_dict(run.read_config()), run)
+        trainer = _build(Config.from_dict(run.read_config()), run, dist)
         _check_same_data(run, trainer.data.meta)
         trainer.load_state(state)
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     trainer.lock = lock
     return trainer
+
+
+def _claim_existing(run: RunDir) -> Any:
+    lock = run.lock()
+    try:
+        run.remove_stale_temps()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _load_last_good(run: RunDir) -> dict:

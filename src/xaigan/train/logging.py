@@ -43,3 +43,16 @@ class RunLogger:
         self._handle.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class NullLogger:
+    """What a distributed run's ranks other than 0 log to: nothing (rank 0 owns the run folder)."""
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def image(self, tag: str, grid: np.ndarray, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -80,22 +80,32 @@ def gan_step(
     cfg: Config,
     augment: Augment | None = None,
     guidance: Guidance | None = None,
+    noise: Callable[[int], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """One D step and one G step of the paper's standard GAN (BCE, label smoothing, G gradient clipping).
 
     ``cfg.d_output`` says whether D returns logits or probabilities (``auto``: detected from D's last module).
+    ``noise(n)`` draws G's input (default: ``n`` standard normal rows from the global generator). G and D may be
+    wrapped in DistributedDataParallel: D's wrapper trains D; G's step and the guidance use the module inside it
+    (they need D's input gradients, not its weight gradients).
     """
     batch = len(real)
     aug = augment or (lambda x: x)
     device = real.device
-    kind = resolve_output(D, cfg.d_output)
+    if noise is None:
+
+        def noise(n: int) -> torch.Tensor:
+            return torch.randn(n, cfg.noise_dim, device=device)
+
+    inner = getattr(D, "module", D)
+    kind = resolve_output(inner, cfg.d_output)
     autocast = _autocast(cfg, device)
     fast = cfg.precision != "fp32"
     for _ in range(cfg.d_steps):
         with torch.no_grad(), autocast:  # D's step needs no graph through G
-            fake = G(torch.randn(batch, cfg.noise_dim, device=device))
+            fake = G(noise(batch))
         with autocast:
-            if fast and not has_batchnorm(D):  # one pass of twice the rows: better matmuls, same loss
+            if fast and not has_batchnorm(inner):  # one pass of twice the rows: better matmuls, same loss
                 d_real, d_fake = D(aug(torch.cat([real, fake.to(real.dtype)]))).float().split(batch)
             else:  # separately (a BatchNorm D normalises each batch by its own statistics)
                 d_real, d_fake = D(aug(real)).float(), D(aug(fake)).float()
@@ -105,12 +115,12 @@ def gan_step(
         opt_d.step()
 
     with autocast:
-        fake = G(torch.randn(batch, cfg.noise_dim, device=device))
+        fake = G(noise(batch))
     shared = getattr(guidance, "shares_step", None)
-    if shared is not None and shared(D):
-        loss_g = _shared_g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g)
+    if shared is not None and shared(inner):
+        loss_g = _shared_g_step(fake, inner, cfg, kind, aug, guidance, autocast, opt_g)
     else:
-        loss_g = _g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g)
+        loss_g = _g_step(fake, inner, cfg, kind, aug, guidance, autocast, opt_g)
     if cfg.g_clip > 0:
         nn.utils.clip_grad_norm_(G.parameters(), cfg.g_clip)
     opt_g.step()

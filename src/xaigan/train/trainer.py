@@ -28,9 +28,10 @@ from xaigan.explain import resolve_mode, resolve_output
 from xaigan.guidance import Guidance
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
-from xaigan.train import checkpoint
+from xaigan.train import checkpoint, distributed
+from xaigan.train.distributed import Dist, GlobalNoise
 from xaigan.train.figures import save_explanations
-from xaigan.train.logging import RunLogger
+from xaigan.train.logging import NullLogger, RunLogger
 from xaigan.train.step import Augment, gan_step, make_optimizers
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,18 @@ class Trainer:
         guidance: Guidance | None = None,
         augment: Augment | None = None,
         device: torch.device | str = "cpu",
+        dist: Dist | None = None,
     ) -> None:
-        self.device = torch.device(device)
+        self.dist = dist
+        self.device = dist.device(torch.device(device)) if dist else torch.device(device)
         self.cfg = cfg.replace(d_output=resolve_output(D, cfg.d_output), explain_mode=resolve_mode(D, cfg.explain_mode))
         self.run = RunDir(run)
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
-        self.loader = Loader(data.images, self.cfg.batch_size, self.cfg.seed, self.cfg.drop_last, self.device)
+        shard, min_last = (dist.shard, dist.world) if dist else (None, 1)
+        self.loader = Loader(
+            data.images, self.cfg.batch_size, self.cfg.seed, self.cfg.drop_last, self.device, shard, min_last
+        )
         default_g, default_d = make_optimizers(self.G, self.D, self.cfg)
         self.opt_g, self.opt_d = opt_g or default_g, opt_d or default_d
         noise_gen = torch.Generator().manual_seed(self.cfg.seed + 7919)
@@ -122,6 +128,18 @@ class Trainer:
         self._logger: RunLogger | None = None
         self._writer = checkpoint.AsyncWriter()
         self.lock: RunLock | None = None  # the run folder's lock, set by the factories, released when fit() ends
+        # What the step trains: G and D themselves, or their DistributedDataParallel wrappers.
+        self._train_G, self._train_D = self.G, self.D
+        self.noise: GlobalNoise | None = None
+        if dist is not None:
+            self._train_G, self._train_D = distributed.wrap(self.G, self.device), distributed.wrap(self.D, self.device)
+            self.noise = GlobalNoise(dist, self.cfg.seed, self.cfg.noise_dim, self.device)
+            distributed.reseed_rank(dist, self.cfg.seed, 0)
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run folder (always, unless it is a distributed run's rank > 0)."""
+        return self.dist is None or self.dist.main
 
     # -- state ------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -142,6 +160,8 @@ class Trainer:
         }
         if self.guidance is not None:
             payload["guidance"] = json.dumps(self.guidance.state_dict())
+        if self.noise is not None:
+            payload["noise_rng"] = self.noise.state()
         return payload
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -159,6 +179,10 @@ class Trainer:
         if self.guidance is not None and "guidance" in state:
             self.guidance.load_state_dict(json.loads(state["guidance"]))
         checkpoint.set_rng_state(state["rng"])
+        if self.dist is not None:
+            distributed.reseed_rank(self.dist, self.cfg.seed, self.step)
+            if "noise_rng" in state:  # a checkpoint of a single-process run starts the global noise stream here
+                self.noise.load(state["noise_rng"])
 
     def save_checkpoint(self, name: str = LAST, wait: bool = True) -> Path:
         """Write ``checkpoints/NAME`` atomically; with ``wait=False`` it is written in the background. The
@@ -205,11 +229,12 @@ class Trainer:
 
     def _fit(self, stop_at_step: int | None, received: list[int]) -> dict[str, Any]:
         cfg = self.cfg
-        self.run.path.mkdir(parents=True, exist_ok=True)
-        # Records after the checkpoint belong to steps trained again (and to epoch-end callbacks run again).
-        self.run.truncate_metrics(self.step, epoch_end_too=self.pending_epoch is not None)
-        logger = self._logger = RunLogger(self.run, tensorboard=cfg.tensorboard)
-        if self.pending_epoch is not None:  # stopped while evaluating the epoch before the checkpoint
+        if self.main:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            # Records after the checkpoint belong to steps trained again (and to epoch-end callbacks run again).
+            self.run.truncate_metrics(self.step, epoch_end_too=self.pending_epoch is not None)
+        logger = self._logger = RunLogger(self.run, tensorboard=cfg.tensorboard) if self.main else NullLogger()
+        if self.pending_epoch is not None and self.main:  # stopped while evaluating the epoch before the checkpoint
             self._run_callbacks()
             self.save_checkpoint(wait=False)
         steps_per_epoch = len(self.loader)
@@ -219,7 +244,7 @@ class Trainer:
         bar = tqdm(
             total=cfg.epochs * steps_per_epoch,
             initial=self.epoch * steps_per_epoch + self.position,
-            disable=not cfg.progress,
+            disable=not cfg.progress or not self.main,
             desc=self.run.name,
             dynamic_ncols=True,
         )
@@ -228,7 +253,15 @@ class Trainer:
                 guide = self.guidance if self.guidance_active(self.epoch) else None
                 for real in self.loader.batches(self.epoch, self.position):
                     t0 = time.perf_counter()
-                    stats = gan_step(self.G, self.D, self.opt_g, self.opt_d, real, cfg, self.augment, guide)
+                    if self.noise is not None:
+                        self.noise.global_size = self.loader.global_size(self.position)
+                    stats = gan_step(
+                        self._train_G, self._train_D, self.opt_g, self.opt_d, real, cfg, self.augment, guide, self.noise
+                    )
+                    stop = bool(received) or (stop_at_step is not None and self.step + 1 >= stop_at_step)
+                    if self.dist is not None:  # every rank sees the global means and stops at the same step
+                        *values, flag = self.dist.mean([*stats.values(), float(stop)])
+                        stats, stop = dict(zip(stats, values)), flag > 0
                     seconds = time.perf_counter() - t0
                     bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
                     if bad:
@@ -251,19 +284,22 @@ class Trainer:
                     bar.update(1)
                     if self.step % 10 == 0:
                         bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", refresh=False)
-                    if received or (stop_at_step is not None and self.step >= stop_at_step):
+                    if stop:
                         interrupted = True
                         break
                 if not interrupted:
                     self._end_epoch(logger)
-                    interrupted = bool(received)
+                    interrupted = self.dist.any(bool(received)) if self.dist else bool(received)
         finally:
             bar.close()
             logger.close()
             self._logger = None
             self._writer.wait()
         if interrupted:
-            self.save_checkpoint()
+            if self.main:
+                self.save_checkpoint()
+            if self.dist is not None:
+                self.dist.barrier()  # the checkpoint is written before any rank reports the stop
             name = signal.Signals(received[0]).name if received else None
             if name:
                 log.warning("%s: checkpointed at step %d; --resume continues here", name, self.step)
@@ -279,6 +315,11 @@ class Trainer:
         self._logger.log(record)
 
     def _end_epoch(self, logger: RunLogger) -> None:
+        if not self.main:  # rank 0 writes samples, checkpoints and evaluates; the others wait for it
+            self.epoch += 1
+            self.position = 0
+            self.dist.barrier()
+            return
         finished = self.epoch
         if (finished + 1) % self.cfg.sample_every == 0 or finished + 1 == self.cfg.epochs:
             images = self.save_samples(finished)
@@ -297,6 +338,8 @@ class Trainer:
             self._run_callbacks()
         if due:
             self.save_checkpoint(wait=False)  # fit() waits for it before returning
+        if self.dist is not None:
+            self.dist.barrier()
 
     def _run_callbacks(self) -> None:
         assert self.pending_epoch is not None
@@ -323,8 +366,11 @@ class Trainer:
             **self._xai_regimes(),
             **self.extra,
             "device": str(self.device),
+            "processes": self.dist.world if self.dist else 1,
             "samples": str(self.run.samples_dir),
         }
+        if not self.main:
+            return summary
         self.run.write_summary(summary)
         self.run.checkpoint(PREVIOUS).unlink(missing_ok=True)  # finished: last.pt is the result, halve the disk
         return summary
