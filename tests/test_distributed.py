@@ -76,19 +76,20 @@ def _train_args(tmp_path, out, epochs=3):
     ]
 
 
-def _first_checkpoint_write(tmp_path, monkeypatch):
-    """The index of the first write after the first checkpoint, from a traced uninterrupted run."""
+def _second_checkpoint_write(tmp_path, monkeypatch):
+    """The index of the second checkpoint's write, from a traced uninterrupted run (checkpoints are written in the
+    background, so neighbouring writes may swap places; the first checkpoint is complete by then either way)."""
     trace = tmp_path / "trace"
     monkeypatch.setenv("XAIGAN_FAILPOINT", f"trace:{trace}")
     assert cli.main(_train_args(tmp_path, tmp_path / "traced")) == 0
     writes = trace.read_text().splitlines()
-    return next(i for i, w in enumerate(writes, 1) if w.endswith("last.pt")) + 1
+    return [i for i, w in enumerate(writes, 1) if w.endswith("last.pt")][1]
 
 
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
 def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, monkeypatch, first, then):
     write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
-    kill_at = _first_checkpoint_write(tmp_path, monkeypatch)
+    kill_at = _second_checkpoint_write(tmp_path, monkeypatch)
     monkeypatch.setenv("XAIGAN_FAILPOINT", f"kill:{kill_at}:{tmp_path / 'count'}")
     run = tmp_path / "run"
     args = _train_args(tmp_path, run) + ["--devices", str(first)]
@@ -110,3 +111,20 @@ def test_devices_flag_is_removed_for_the_processes():
     assert without_devices(["train", "--devices", "2", "--quiet"]) == ["train", "--quiet"]
     assert without_devices(["train", "--devices=4", "--out", "x"]) == ["train", "--out", "x"]
     assert cli.main(["train", "--devices", "0"]) == 2
+
+
+def test_evaluation_during_training_gathers_every_ranks_features(tmp_path):
+    """Each rank scores its share of the samples; rank 0's FID equals one process scoring the same generator."""
+    from xaigan.evaluate import Evaluator, load_generator
+
+    write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
+    run = tmp_path / "run"
+    args = _train_args(tmp_path, run, epochs=2) + ["--set", "eval_every=1", "--set", "eval_n=90", "--devices", "2"]
+    assert cli.main(args) == 0
+    logged = [r for r in RunDir(run).read_metrics() if "fid" in r]
+    assert [r["epoch"] for r in logged] == [0, 1] and logged[-1]["eval_n"] == 90
+    G, cfg = load_generator(run)
+    evaluator = Evaluator(cfg.dataset, data_dir=cfg.data_dir, reference=cfg.eval_reference, features="domain")
+    alone = evaluator.score_generator(G, 90, cfg.noise_dim, seed=0)
+    assert logged[-1]["fid"] == pytest.approx(alone["fid"], rel=1e-6)
+    assert logged[-1]["recall"] == pytest.approx(alone["recall"])

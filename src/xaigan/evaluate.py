@@ -7,6 +7,7 @@ to a feature extractor; real statistics are cached by content (see :mod:`xaigan.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,15 @@ def metrics_home() -> Path:
 
 
 @torch.no_grad()
-def generate_uint8(G: nn.Module, n: int, noise_dim: int, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:
-    """``n`` samples of ``G`` as uint8 ``(n, C, H, W)``; same seed, same images. G's mode is restored."""
+def generate_uint8(
+    G: nn.Module, n: int, noise_dim: int, seed: int = 0, batch_size: int = 1000, rows: slice | None = None
+) -> torch.Tensor:
+    """``n`` samples of ``G`` as uint8 ``(n, C, H, W)``; same seed, same images. G's mode is restored. ``rows``:
+    only those of the ``n`` samples (a distributed run's rank makes its share)."""
     device = next(G.parameters()).device
     noise = torch.randn(n, noise_dim, generator=torch.Generator().manual_seed(seed))  # one draw: batch-size free
+    if rows is not None:
+        noise = noise[rows]
     was_training = G.training
     G.eval()
     out = []
@@ -120,7 +126,11 @@ class Evaluator:
 
     def score_images(self, fake_uint8: torch.Tensor, kid_subsets: int = 100) -> dict[str, Any]:
         t0 = time.perf_counter()
-        feats = self.extractor(fake_uint8)
+        return self.score_features(self.extractor(fake_uint8), kid_subsets, t0)
+
+    def score_features(self, feats: np.ndarray, kid_subsets: int = 100, t0: float | None = None) -> dict[str, Any]:
+        """Scores of generated samples from their features (as :attr:`extractor` computes them)."""
+        t0 = time.perf_counter() if t0 is None else t0
         fid = metrics.frechet_distance(self.real["mu"], self.real["sigma"], *metrics.feature_statistics(feats))
         real = self.real["features"]
         kid_mean, kid_std = metrics.kid(real, feats, num_subsets=kid_subsets)
@@ -137,7 +147,7 @@ class Evaluator:
             "density": knn["density"],
             "coverage": knn["coverage"],
             "k": PR_K,
-            "n": int(len(fake_uint8)),
+            "n": int(len(feats)),
             "extractor": dict(self.extractor_info),
             "reference": dict(self.reference_id),
             "seconds": round(time.perf_counter() - t0, 2),
@@ -229,6 +239,8 @@ def attach(trainer: Trainer) -> None:
             fid = _evaluate(tr, epoch)
         finally:
             set_rng_state(rng)
+        if not tr.main:
+            return
         if fid < tr.extra.get("best_fid", float("inf")):
             tr.extra["best_fid"] = fid
             tr.extra["best_epoch"] = epoch
@@ -237,6 +249,8 @@ def attach(trainer: Trainer) -> None:
 
     def _evaluate(tr: Trainer, epoch: int) -> float:
         if "evaluator" not in state:
+            if tr.dist is not None and not tr.main:
+                tr.dist.barrier()  # rank 0 trains and caches a missing extractor first; the others load it
             state["evaluator"] = Evaluator(
                 cfg.dataset,
                 data_dir=cfg.data_dir,
@@ -244,7 +258,17 @@ def attach(trainer: Trainer) -> None:
                 features=cfg.eval_features,
                 device=tr.device,
             )
-        result = state["evaluator"].score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)
+            if tr.dist is not None and tr.main:
+                tr.dist.barrier()
+        evaluator = state["evaluator"]
+        if tr.dist is None:
+            result = evaluator.score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)
+        else:  # each rank extracts the features of its share of the samples; rank 0 scores them all
+            share = generate_uint8(tr.G, cfg.eval_n, cfg.noise_dim, seed=0, rows=tr.dist.shard(cfg.eval_n))
+            feats = tr.dist.gather(torch.as_tensor(np.asarray(evaluator.extractor(share))))
+            if not tr.main:
+                return math.nan
+            result = evaluator.score_features(feats.numpy())
         record = {"epoch": epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
         record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
         tr.log_record(record)

@@ -20,13 +20,13 @@ def prepare_run(
     dist: Dist | None = None,
 ) -> train.Trainer:
     """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
-    with per-epoch evaluation attached when ``eval_every`` asks for it (on rank 0 of a distributed run)."""
+    with per-epoch evaluation attached when ``eval_every`` asks for it (shared by a distributed run's ranks)."""
     if not resume and cfg is None:
         raise ValueError("prepare_run needs a config for a new run")
     if resume:
         trainer = train.resume(run_dir, dist=dist)
     else:
         trainer = train.from_config(cfg, run_dir, overwrite=overwrite, dist=dist)
-    if trainer.cfg.eval_every > 0 and trainer.main:
+    if trainer.cfg.eval_every > 0:
         attach(trainer)
     return trainer

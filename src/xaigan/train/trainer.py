@@ -234,9 +234,10 @@ class Trainer:
             # Records after the checkpoint belong to steps trained again (and to epoch-end callbacks run again).
             self.run.truncate_metrics(self.step, epoch_end_too=self.pending_epoch is not None)
         logger = self._logger = RunLogger(self.run, tensorboard=cfg.tensorboard) if self.main else NullLogger()
-        if self.pending_epoch is not None and self.main:  # stopped while evaluating the epoch before the checkpoint
-            self._run_callbacks()
-            self.save_checkpoint(wait=False)
+        if self.pending_epoch is not None:  # stopped while evaluating the epoch before the checkpoint
+            self._run_callbacks()  # on every rank: a distributed evaluation needs them all
+            if self.main:
+                self.save_checkpoint(wait=False)
         steps_per_epoch = len(self.loader)
         self.G.train()
         self.D.train()
@@ -315,9 +316,12 @@ class Trainer:
         self._logger.log(record)
 
     def _end_epoch(self, logger: RunLogger) -> None:
-        if not self.main:  # rank 0 writes samples, checkpoints and evaluates; the others wait for it
+        if not self.main:  # rank 0 writes samples and checkpoints; the others share the evaluation, then wait
+            self.pending_epoch = self.epoch if self.callbacks else None
             self.epoch += 1
             self.position = 0
+            if self.pending_epoch is not None:
+                self._run_callbacks()
             self.dist.barrier()
             return
         finished = self.epoch
