@@ -82,10 +82,12 @@ def test_registry_declares_each_explainers_settings():
     assert dict(explain.info("integrated-gradients").options) == {"n_steps": "xai_steps"}
     assert dict(explain.info("lime").options) == {"n_samples": "lime_samples", "segmentation": "lime_segmentation"}
     assert explain.info("deeplift-shap").references == ("baselines", "xai_baselines")
+    real_ig = explain.info("integrated-gradients-real")
+    assert real_ig.references == ("baselines", "xai_baselines") and dict(real_ig.options) == {"n_steps": "xai_steps"}
     for name in explain.available():
         entry = explain.info(name)
         assert entry.name == name and entry.summary
-        if name not in ("integrated-gradients", "lime", "deeplift-shap"):
+        if name not in ("integrated-gradients", "integrated-gradients-real", "lime", "deeplift-shap"):
             assert not entry.options and entry.references is None
     settings = {"xai_steps": 7, "lime_samples": 30, "lime_segmentation": "grid", "xai_baselines": 3}
     assert explain.info("integrated-gradients").kwargs(settings) == {"n_steps": 7}
@@ -222,6 +224,7 @@ ALL_KWARGS = {
     "lime": {"segmentation": "grid", "n_samples": 20, "generator": torch.Generator().manual_seed(0)},
     "smoothgrad": {"nt_samples": 3, "generator": torch.Generator().manual_seed(0)},
     "integrated-gradients": {"n_steps": 4},
+    "integrated-gradients-real": {"n_steps": 4, "baselines": _batch(3, seed=8)},
 }
 
 
@@ -282,7 +285,7 @@ def test_float32_paper_models_run_through_every_explainer():
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     for method in explain.available():
         kwargs = dict(ALL_KWARGS.get(method, {}))
-        if method == "deeplift-shap":
+        if method in ("deeplift-shap", "integrated-gradients-real"):
             kwargs["baselines"] = torch.rand(2, 3, 16, 16) * 2 - 1
         maps = explain.explain(method, D, x, **kwargs)
         assert maps.shape == x.shape and maps.dtype == x.dtype and torch.isfinite(maps).all()

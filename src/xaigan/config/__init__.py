@@ -100,7 +100,19 @@ class Config:
     tensorboard: bool = option(True, "mirror metrics to TensorBoard when installed", group="run")
     # xAI guidance
     xai: str = option("none", "explainer that guides G (none: the standard GAN)", choices=xai_names, group="xai")
-    alpha: float = option(0.2, "guided gradient is grad * (1 + alpha * mask)", range=">= 0", group="xai")
+    alpha: float = option(
+        0.2, "strength (amplify: G's gradient becomes grad * (1 + alpha * mask))", range=">= 0", group="xai"
+    )
+    xai_use: str = option(
+        "amplify",
+        "how the mask reshapes G's gradient: amplify (paper), suppress, replace, weight (per-sample loss weight), "
+        "signed (signed attribution)",
+        choices=("amplify", "suppress", "replace", "weight", "signed"),
+        group="xai",
+    )
+    xai_schedule: str = option(
+        "constant", "alpha over the guided epochs", choices=("constant", "ramp-up", "ramp-down"), group="xai"
+    )
     xai_start: float = option(0.5, "fraction of the epochs after which guidance starts", range="in [0, 1]", group="xai")
     xai_select: str = option("fake", "explain the samples D calls fake, or all", choices=("fake", "all"), group="xai")
     xai_threshold: float = option(
@@ -109,9 +121,13 @@ class Config:
     xai_normalize: str = option(
         "batch-minmax",
         "how maps become masks",
-        choices=("batch-minmax", "selected-minmax", "sample-minmax"),
+        choices=("batch-minmax", "selected-minmax", "sample-minmax", "sample-percentile", "softmax"),
         group="xai",
     )
+    xai_clip: float = option(
+        99.0, "percentile each map is clipped at (sample-percentile)", range="in (0, 100]", group="xai"
+    )
+    xai_temperature: float = option(0.25, "temperature of the softmax normalisation", range="> 0", group="xai")
     xai_target: str = option(
         "prob", "explain D's probability of real or its logit", choices=("prob", "logit"), group="xai"
     )
@@ -173,6 +189,11 @@ class Config:
             raise ConfigError(
                 f"xai_start {self.xai_start} with {self.epochs} epochs starts the guidance after the last epoch: "
                 "it would never run (use xai: none for a standard GAN)"
+            )
+        if self.xai_use == "suppress" and self.alpha > 1:
+            raise ConfigError(
+                f"xai_use suppress with alpha {self.alpha} > 1 reverses G's gradient where the mask is above 1/alpha; "
+                "use alpha <= 1"
             )
         if self.xai_select == "fake" and self.xai_threshold == 0:
             raise ConfigError(

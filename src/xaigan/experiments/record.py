@@ -10,12 +10,13 @@ it finishes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from xaigan.config import ConfigError
+from xaigan.config import Config, ConfigError
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.io import atomic_write_bytes, atomic_write_text
 from xaigan.rundir import RunDir
@@ -25,12 +26,15 @@ KEEP_STEPS = 200
 _COSMETIC = {"progress", "name", "tensorboard"}
 
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
+
+
 def check_same_config(spec: RunSpec, folder: str | Path | None = None) -> None:
     """Refuse a run folder (default: the spec's) trained with other settings than ``spec`` asks for."""
     run = RunDir(folder if folder is not None else spec.run_dir)
     if not run.config_path.is_file():
         return
-    stored = run.read_config()
+    stored = {**_DEFAULTS, **run.read_config()}  # a setting added since the run was trained had its default then
     wanted = spec.cfg.to_dict()
     for key in ("d_output", "explain_mode"):  # stored resolved: what "auto" detects from D is not a difference
         if wanted[key] == "auto":

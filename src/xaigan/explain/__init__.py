@@ -2,7 +2,8 @@
 
 >>> maps = explain("saliency", D, x)              # maps.shape == x.shape
 >>> available()
-['deeplift', 'deeplift-shap', 'input-x-gradient', 'integrated-gradients', 'lime', 'saliency', 'smoothgrad']
+['deeplift', 'deeplift-shap', 'input-x-gradient', 'integrated-gradients', 'integrated-gradients-real', 'lime',
+ 'saliency', 'smoothgrad']
 
 ``D`` maps images ``(B, C, H, W)`` in [-1, 1] to one score per sample: a logit (our built-in models) or a
 probability of "real" (a D ending in ``nn.Sigmoid``, the paper's own D). ``d_output`` says which (``"auto"``,
@@ -40,7 +41,7 @@ from xaigan.explain._base import (
     resolve_output,
 )
 from xaigan.explain.deeplift import deeplift, deeplift_shap
-from xaigan.explain.gradients import input_x_gradient, integrated_gradients, smoothgrad
+from xaigan.explain.gradients import input_x_gradient, integrated_gradients, integrated_gradients_real, smoothgrad
 from xaigan.explain.lime import lime
 from xaigan.explain.saliency import saliency
 from xaigan.registry import Registry
@@ -120,6 +121,13 @@ register(
     summary="gradients integrated from a mid-grey baseline to the image",
     options={"n_steps": "xai_steps"},
 )
+register(
+    "integrated-gradients-real",
+    integrated_gradients_real,
+    summary="gradients integrated from a real image to each sample (real references, cycled)",
+    options={"n_steps": "xai_steps"},
+    references=("baselines", "xai_baselines"),
+)
 register("smoothgrad", smoothgrad, summary="mean |gradient| over Gaussian-noised copies of the image")
 register("deeplift", deeplift, summary="DeepLIFT rescale rule against a mid-grey reference")
 register(
@@ -186,6 +194,7 @@ __all__ = [
     "info",
     "input_x_gradient",
     "integrated_gradients",
+    "integrated_gradients_real",
     "lime",
     "protected",
     "register",

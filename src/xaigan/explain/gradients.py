@@ -118,3 +118,17 @@ def smoothgrad(
 
 
 __all__ = ["input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_noise"]
+
+
+def integrated_gradients_real(
+    model: nn.Module, x: Tensor, baselines: Tensor, n_steps: int = 16, internal_batch_size: int | None = None
+) -> Tensor:
+    """Integrated gradients from a real image to each sample ("what makes this sample look fake compared with real
+    data"): sample ``i`` starts from ``baselines[i % k]`` of the ``k`` real reference images. No random numbers."""
+    refs = torch.as_tensor(baselines).to(device=x.device, dtype=x.dtype)
+    if refs.dim() != x.dim() or refs.shape[1:] != x.shape[1:] or not len(refs):
+        raise ValueError(f"baselines must be real images shaped like x's samples, got {tuple(refs.shape)}")
+    index = torch.arange(len(x), device=refs.device) % len(refs)
+    return integrated_gradients(
+        model, x, n_steps=n_steps, baselines=refs[index], internal_batch_size=internal_batch_size
+    )

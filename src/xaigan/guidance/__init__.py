@@ -43,52 +43,23 @@ from xaigan.explain._base import (
     resolve_output,
     target_of_output,
 )
+from xaigan.guidance.gradient import _broadcasts
+from xaigan.guidance.gradient import apply as apply
+from xaigan.guidance.gradient import scale as scale
 from xaigan.guidance.health import GuidanceHealthError as GuidanceHealthError
 from xaigan.guidance.health import HealthCheck
 from xaigan.guidance.masks import NORMALIZE, PRIOR_MODES, combine_prior, load_prior, normalize
 from xaigan.guidance.masks import minmax as minmax
 from xaigan.guidance.regimes import Regimes
+from xaigan.guidance.uses import SCHEDULES, USES, factor, scheduled_alpha, signed_unit
 
 SELECT = ("fake", "all")
 SHARED_KWARGS = ("abs", "internal_batch_size")  # saliency settings a shared step honours (the latter is moot)
 CONFIG_KEYS = (
     *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
     *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
+    *("use", "schedule", "end_epoch", "clip", "temperature"),
 )
-
-
-class _Guide(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, mask: Tensor, alpha: float) -> Tensor:
-        ctx.save_for_backward(mask)
-        ctx.alpha = alpha
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (mask,) = ctx.saved_tensors
-        return grad * (1 + ctx.alpha * mask), None, None
-
-
-def _broadcasts(shape: torch.Size, target: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(shape, target) == target
-    except RuntimeError:
-        return False
-
-
-def apply(x: Tensor, mask: Tensor | float, alpha: float = 0.2) -> Tensor:
-    """Identity forward; backward multiplies the incoming gradient by ``1 + alpha * mask``.
-
-    ``mask`` is detached and must broadcast to ``x``'s shape (one map per sample, one map for all, a scalar...).
-    ``alpha == 0`` returns ``x`` itself, so gradients stay bit-identical.
-    """
-    mask = torch.as_tensor(mask).detach().to(device=x.device, dtype=x.dtype)
-    if not _broadcasts(mask.shape, x.shape):
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(x.shape)}")
-    if alpha == 0:
-        return x
-    return _Guide.apply(x, mask, float(alpha))
 
 
 @runtime_checkable
@@ -152,6 +123,9 @@ class XAIGuidance:
       (``"auto"``): what D returns, see :func:`xaigan.explain.resolve_output` (resolved for each D passed).
     * ``transform``: a callable applied before D (DiffAugment): the explanation is of ``D o T`` at ``G(z)``.
     * ``start_epoch`` (0): :meth:`active` is true from this epoch on.
+    * ``use`` (``"amplify"``, the paper), ``schedule`` (``"constant"``; ``end_epoch``: the run's number of
+      epochs, for the ramps): see :mod:`xaigan.guidance.uses`; the trainer calls :meth:`at_epoch` each epoch.
+      ``clip``/``temperature``: settings of the ``sample-percentile``/``softmax`` normalisations.
     * ``patience`` (50), ``strict`` (False): the health check. With ``select="fake"``, no sample explained for
       ``patience`` consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
       explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an event in
@@ -184,6 +158,11 @@ class XAIGuidance:
         start_epoch: int = 0,
         patience: int = 50,
         strict: bool = False,
+        use: str = "amplify",
+        schedule: str = "constant",
+        end_epoch: int | None = None,
+        clip: float = 99.0,
+        temperature: float = 0.25,
     ) -> None:
         if prior_mode != "replace":
             _explain.get(method)
@@ -194,11 +173,15 @@ class XAIGuidance:
             ("explain_mode", explain_mode, MODES),
             ("target", target, TARGETS),
             ("d_output", d_output, ("auto", *OUTPUTS)),
+            ("use", use, USES),
+            ("schedule", schedule, SCHEDULES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if prior_mode == "replace" and prior is None:
             raise ValueError("prior_mode='replace' needs a prior")
+        if schedule != "constant" and end_epoch is None:
+            raise ValueError(f"schedule {schedule!r} needs end_epoch (the run's number of epochs)")
         self.method = method
         self.alpha = float(alpha)
         self.select = select
@@ -212,6 +195,9 @@ class XAIGuidance:
         self.transform = transform
         self.explain_kwargs = dict(explain_kwargs or {})
         self.start_epoch = int(start_epoch)
+        self.use, self.schedule, self.end_epoch = use, schedule, end_epoch
+        self.clip, self.temperature = float(clip), float(temperature)
+        self.alpha_now = self.alpha  # alpha in the current epoch (see schedule)
         self._health = HealthCheck(patience, strict)
         self._prior_cache: dict[tuple, Tensor] = {}
         self.last_mask: Tensor | None = None
@@ -236,6 +222,11 @@ class XAIGuidance:
     def active(self, epoch: int) -> bool:
         """Whether the guidance is used in ``epoch`` (0-based): from ``start_epoch`` on."""
         return epoch >= self.start_epoch
+
+    def at_epoch(self, epoch: int) -> None:
+        """Set the strength for 0-based ``epoch`` from the schedule (:func:`xaigan.guidance.uses.scheduled_alpha`)."""
+        end = self.end_epoch if self.end_epoch is not None else epoch + 1
+        self.alpha_now = scheduled_alpha(self.alpha, self.schedule, epoch, self.start_epoch, end)
 
     def _prior_for(self, x: Tensor) -> Tensor:
         key = (tuple(x.shape[1:]), x.device, x.dtype)
@@ -289,7 +280,10 @@ class XAIGuidance:
             mask[selected] = self._prior_for(x)
         elif n:
             maps = self.explain_maps(x[selected], D, batch=x) if all_maps is None else all_maps.detach()[selected]
-            mask = normalize(maps, selected, self.normalize)
+            if self.use == "signed":
+                mask[selected] = signed_unit(maps)
+            else:
+                mask = normalize(maps, selected, self.normalize, self.clip, self.temperature)
             if self.prior is not None:
                 mask[selected] = combine_prior(mask[selected], self._prior_for(x), self.prior_mode)
         self.last_mask, self.last_selected, self.last_maps = mask, selected, maps
@@ -327,7 +321,9 @@ class XAIGuidance:
         self._check_health(D, mask)
         if self.stats["n_explained"] == 0:
             return fake
-        return apply(fake, mask, self.alpha)
+        if self.use == "amplify":
+            return apply(fake, mask, self.alpha_now)
+        return scale(fake, factor(self.use, mask, self.alpha_now, self.last_selected))
 
     def _check_health(self, D: nn.Module, mask: Tensor) -> None:
         context = dict(threshold=self.threshold, d_output=self.d_output, method=self.method)
@@ -352,8 +348,8 @@ class XAIGuidance:
 
         ``scores``: D's raw outputs on ``fake`` in that step; ``jacobian``: ``d scores_i / d fake_i`` per sample.
         The saliency of each sample is ``|d target / d score| * |jacobian|``, as :func:`xaigan.explain.saliency`
-        computes it from a pass of its own. Returns ``grad * (1 + alpha * mask)``, or ``grad`` when nothing is
-        explained.
+        computes it from a pass of its own. Returns ``grad`` reshaped as ``use`` says (the paper's
+        amplify: ``grad * (1 + alpha * mask)``), or ``grad`` when nothing is explained.
         """
         kind = resolve_output(D, self.d_output)
         o = scores.detach().float().reshape(-1).requires_grad_(True)
@@ -364,9 +360,11 @@ class XAIGuidance:
             maps = maps.abs()
         mask = self.masks(fake, D, scores.detach().reshape(-1), maps=maps)
         self._check_health(D, mask)
-        if self.stats["n_explained"] == 0 or self.alpha == 0:
+        if self.stats["n_explained"] == 0 or (self.alpha_now == 0 and self.use == "amplify"):
             return grad
-        return grad * (1 + self.alpha * mask)
+        if self.use == "amplify":
+            return grad * (1 + self.alpha_now * mask)
+        return grad * factor(self.use, mask, self.alpha_now, self.last_selected)
 
     def regimes(self) -> dict:
         """How many calls explained none, some or all of the batch (see :mod:`xaigan.guidance.regimes`)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-NORMALIZE = ("batch-minmax", "selected-minmax", "sample-minmax")
+NORMALIZE = ("batch-minmax", "selected-minmax", "sample-minmax", "sample-percentile", "softmax")
 PRIOR_MODES = ("multiply", "add", "replace")
 
 
@@ -19,7 +19,29 @@ def minmax(t: Tensor) -> Tensor:
     return (t - lo) / (hi - lo)
 
 
-def normalize(maps: Tensor, selected: Tensor, how: str = "batch-minmax") -> Tensor:
+def _per_sample(maps: Tensor, fn) -> Tensor:
+    """``fn`` on each map flattened to a row (``(n, P) -> (n, P)``), shaped back."""
+    return fn(maps.reshape(maps.shape[0], -1)).view_as(maps)
+
+
+def _sample_minmax(flat: Tensor, hi: Tensor | None = None) -> Tensor:
+    lo = flat.min(1, keepdim=True).values
+    hi = flat.max(1, keepdim=True).values if hi is None else hi
+    span = hi - lo
+    return torch.where(span > 0, ((flat - lo) / span.clamp(min=torch.finfo(flat.dtype).tiny)).clamp(0, 1), 0.0)
+
+
+def _softmax(flat: Tensor, temperature: float) -> Tensor:
+    """``exp((z - 1) / T)`` with ``z = map / max(map)``: 1 at the peak, ``exp(-1/T)`` where the map is 0 (a
+    softmax over the pixels scaled to peak 1); a map without a positive value gives zeros."""
+    peak = flat.max(1, keepdim=True).values
+    z = flat / peak.clamp(min=torch.finfo(flat.dtype).tiny)
+    return torch.where(peak > 0, torch.exp((z - 1) / temperature), 0.0)
+
+
+def normalize(
+    maps: Tensor, selected: Tensor, how: str = "batch-minmax", clip: float = 99.0, temperature: float = 0.25
+) -> Tensor:
     """Masks for the whole batch from the maps of the selected samples.
 
     ``maps``: ``(n, ...)`` explanations of the ``n = selected.sum()`` selected samples, in batch order.
@@ -29,6 +51,9 @@ def normalize(maps: Tensor, selected: Tensor, how: str = "batch-minmax") -> Tens
       unselected samples keep mask 1; otherwise they get whatever 1.0 normalises to.
     * ``selected-minmax``: one min-max over the selected samples' maps only, unselected samples then set to 1.0.
     * ``sample-minmax``: each selected map min-max normalised on its own; unselected samples get 0 (no change).
+    * ``sample-percentile``: as ``sample-minmax`` with each map's top clipped at its ``clip``-th percentile (a few
+      extreme pixels no longer squash the rest towards 0).
+    * ``softmax``: each selected map becomes ``exp((z - 1) / temperature)``, ``z`` the map over its maximum.
 
     A constant tensor (or map) normalises to zeros, as the original's NaN -> 0.
     """
@@ -43,15 +68,15 @@ def normalize(maps: Tensor, selected: Tensor, how: str = "batch-minmax") -> Tens
         if maps.shape[0]:
             full[selected] = minmax(maps)
         return full
-    if how == "sample-minmax":
+    per_sample = {
+        "sample-minmax": lambda f: _sample_minmax(f),
+        "sample-percentile": lambda f: _sample_minmax(f, torch.quantile(f, clip / 100.0, dim=1, keepdim=True)),
+        "softmax": lambda f: _softmax(f, temperature),
+    }
+    if how in per_sample:
         full = maps.new_zeros(shape)
         if maps.shape[0]:
-            flat = maps.reshape(maps.shape[0], -1)
-            lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-            span = hi - lo
-            full[selected] = torch.where(
-                span > 0, (flat - lo) / span.clamp(min=torch.finfo(flat.dtype).tiny), 0.0
-            ).view_as(maps)
+            full[selected] = _per_sample(maps, per_sample[how])
         return full
     raise ValueError(f"normalize must be one of {NORMALIZE}, got {how!r}")
 

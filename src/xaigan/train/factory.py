@@ -6,6 +6,7 @@ folder. Loading a checkpoint never rewrites a file; a resumed run's metrics are 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -59,9 +60,10 @@ def build_guidance(
     """The guidance the config asks for (``None`` for ``xai: none``); the explainer declares its own settings."""
     if cfg.xai == "none":
         return None
-    kwargs = explain.info(cfg.xai).kwargs(
-        cfg.to_dict(), references=lambda k: baseline_batch(images, k, cfg.seed, device)
-    )
+    info = explain.info(cfg.xai)
+    kwargs = info.kwargs(cfg.to_dict(), references=lambda k: baseline_batch(images, k, cfg.seed, device))
+    if cfg.xai_use == "signed" and "abs" in inspect.signature(info.fn).parameters:
+        kwargs["abs"] = False  # the signed use needs the sign the default absolute value drops
     return XAIGuidance(
         cfg.xai,
         alpha=cfg.alpha,
@@ -78,6 +80,11 @@ def build_guidance(
         start_epoch=cfg.xai_start_epoch,
         patience=cfg.xai_patience,
         strict=cfg.xai_strict,
+        use=cfg.xai_use,
+        schedule=cfg.xai_schedule,
+        end_epoch=cfg.epochs,
+        clip=cfg.xai_clip,
+        temperature=cfg.xai_temperature,
     )
 
 

@@ -252,6 +252,8 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs and not interrupted:
                 guide = self.guidance if self.guidance_active(self.epoch) else None
+                if guide is not None and hasattr(guide, "at_epoch"):
+                    guide.at_epoch(self.epoch)  # the strength's schedule
                 for real in self.loader.batches(self.epoch, self.position):
                     t0 = time.perf_counter()
                     if self.noise is not None:
@@ -278,6 +280,8 @@ class Trainer:
                         stats.update(
                             xai_explained=xai["explained"], xai_mask_mean=xai["mask_mean"], xai_seconds=xai["seconds"]
                         )
+                        if hasattr(guide, "alpha_now"):
+                            stats["xai_alpha"] = guide.alpha_now
                         for event in guide.drain_events():
                             logger.log({"epoch": self.epoch, "step": self.step, **event})
                     if self.step % cfg.log_every == 0:

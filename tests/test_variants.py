@@ -1,0 +1,198 @@
+"""Explanation-guided variants (issue 13): each use, schedule and normalisation against a hand computation, the
+shared step against separate passes, and the real-baseline integrated gradients against captum."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients, Saliency
+from torch import nn
+
+from tests.test_shared_step import NOISE, B, _cfg, _nets, _step
+from xaigan import config as cfg_mod
+from xaigan.config import ConfigError
+from xaigan.explain import explain
+from xaigan.guidance import XAIGuidance
+from xaigan.guidance.masks import normalize
+from xaigan.guidance.uses import factor, scheduled_alpha, signed_unit
+
+
+def test_factor_of_each_use_by_hand():
+    mask = torch.tensor([[0.0, 0.5], [1.0, 0.25], [0.2, 0.2]]).view(3, 1, 1, 2)
+    selected = torch.tensor([True, True, False])
+    a = 0.4
+    hand = {
+        "amplify": [[1.0, 1.2], [1.4, 1.1], [1.08, 1.08]],  # the paper: every sample as its mask says
+        "suppress": [[1.0, 0.8], [0.6, 0.9], [1.0, 1.0]],
+        "replace": [[0.0, 0.5], [1.0, 0.25], [1.0, 1.0]],
+        "weight": [[1.1, 1.1], [1.25, 1.25], [1.0, 1.0]],  # 1 + a * mean(mask of the sample)
+        "signed": [[1.0, 1.2], [1.4, 1.1], [1.0, 1.0]],
+    }
+    for use, expected in hand.items():
+        out = factor(use, mask, a, selected).view(3, 2)
+        torch.testing.assert_close(out, torch.tensor(expected), msg=use)
+    with pytest.raises(ValueError, match="xai_use"):
+        factor("boost", mask, a, selected)
+
+
+def test_signed_unit_scales_each_map_by_its_largest_magnitude():
+    maps = torch.tensor([[-2.0, 1.0, 0.5], [0.0, 0.0, 0.0], [3.0, -1.5, 0.0]]).view(3, 1, 1, 3)
+    expected = torch.tensor([[-1.0, 0.5, 0.25], [0.0, 0.0, 0.0], [1.0, -0.5, 0.0]])
+    torch.testing.assert_close(signed_unit(maps).view(3, 3), expected)
+
+
+def test_schedules_by_hand():
+    # guided epochs 2..5 of 6 (n = 4)
+    assert [scheduled_alpha(1.0, "constant", e, 2, 6) for e in range(2, 6)] == [1.0] * 4
+    assert [scheduled_alpha(1.0, "ramp-up", e, 2, 6) for e in range(2, 6)] == [0.25, 0.5, 0.75, 1.0]
+    assert [scheduled_alpha(1.0, "ramp-down", e, 2, 6) for e in range(2, 6)] == [1.0, 0.75, 0.5, 0.25]
+    assert scheduled_alpha(2.0, "ramp-up", 0, 0, 1) == 2.0
+
+
+def test_per_sample_normalisations_by_hand():
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 1, 5, 5)) ** 3
+    selected = torch.tensor([True, False, True, True])
+    t = torch.tensor(maps)
+    out = normalize(t, selected, "sample-percentile", clip=90.0)
+    assert torch.all(out[1] == 0)
+    for row, m in zip(out[selected], maps):
+        lo, hi = m.min(), np.percentile(m, 90.0)
+        np.testing.assert_allclose(row.numpy(), np.clip((m - lo) / (hi - lo), 0, 1), rtol=1e-12)
+    out = normalize(t, selected, "softmax", temperature=0.5)
+    for row, m in zip(out[selected], maps):
+        np.testing.assert_allclose(row.numpy(), np.exp((m / m.max() - 1) / 0.5), rtol=1e-12)
+        assert row.max() == pytest.approx(1.0)
+
+
+def _d(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, 1)).double()
+
+
+@pytest.mark.parametrize("use", ["amplify", "suppress", "replace", "weight", "signed"])
+def test_guided_gradient_of_each_use_matches_captum_by_hand(use):
+    """G's gradient at the image under each use, from captum's saliency and the formulas written out."""
+    D = _d()
+    x = torch.randn(10, 1, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        D[-1].bias -= D(x).median()  # about half the samples "fake"
+    guide = XAIGuidance("saliency", alpha=0.6, use=use, normalize="sample-minmax", target="logit", d_output="logit")
+    if use == "signed":
+        guide.explain_kwargs["abs"] = False
+    fake = x.clone().requires_grad_(True)
+    D(guide(fake, D)).sum().backward()
+    xx = x.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(D(xx).sum(), xx)
+    selected = (torch.sigmoid(D(x)) < 0.5).reshape(-1)
+    sal = Saliency(D).attribute(x.detach(), abs=use != "signed").detach()
+    expected = plain.clone()
+    for i in torch.nonzero(selected).reshape(-1):
+        s = sal[i]
+        m = (s - s.min()) / (s.max() - s.min())
+        f = {
+            "amplify": 1 + 0.6 * m,
+            "suppress": 1 - 0.6 * m,
+            "replace": m,
+            "weight": 1 + 0.6 * m.mean(),
+            "signed": 1 + 0.6 * s / s.abs().max(),
+        }[use]
+        expected[i] = plain[i] * f
+    assert 0 < int(selected.sum()) < 10
+    torch.testing.assert_close(fake.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("use", ["suppress", "replace", "weight", "signed"])
+@pytest.mark.parametrize("normalize_", ["sample-percentile", "softmax", "selected-minmax"])
+def test_shared_step_equals_separate_passes_for_each_use(use, normalize_):
+    G, D = _nets(prob=False)
+    real = torch.rand(B, 1, 8, 8) * 2 - 1
+    cfg = _cfg(d_output="logit")
+    with torch.no_grad():
+        D[4].bias -= D(G(torch.randn(B, NOISE))).median()
+    kw = dict(alpha=0.7, use=use, normalize=normalize_, target="prob", d_output="auto")
+    kw["explain_kwargs"] = {"abs": False} if use == "signed" else {}
+    separate = XAIGuidance("saliency", explain_mode="train", **kw)
+    shared = XAIGuidance("saliency", explain_mode="step", **kw)
+    assert shared.shares_step(D)
+    Ga, Gb = _step(G, D, real, cfg, separate), _step(G, D, real, cfg, shared)
+    assert 0 < shared.stats["n_explained"] < B
+    for a, b, g0 in zip(Ga.parameters(), Gb.parameters(), G.parameters()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+        assert not torch.equal(a, g0)
+
+
+def test_integrated_gradients_from_real_images_matches_captum():
+    D = _d(1)
+    x = torch.randn(5, 1, 4, 4, dtype=torch.float64)
+    real = torch.rand(3, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    maps = explain("integrated-gradients-real", D, x, baselines=real, n_steps=32)
+    refs = real[torch.arange(5) % 3]
+    expected = IntegratedGradients(D).attribute(x, baselines=refs, n_steps=32, method="gausslegendre")
+    torch.testing.assert_close(maps, expected, rtol=1e-6, atol=1e-9)
+    # completeness: the attributions of each sample add up to D(x) - D(its real reference)
+    torch.testing.assert_close(maps.flatten(1).sum(1), (D(x) - D(refs)).reshape(-1).detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_config_of_the_variants():
+    cfg = cfg_mod.resolve({"xai": "saliency", "xai_use": "signed", "xai_schedule": "ramp-up", "epochs": 4})
+    from xaigan.train import build_guidance
+
+    guide = build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu"))
+    assert guide.explain_kwargs["abs"] is False and guide.use == "signed" and guide.end_epoch == 4
+    guide.at_epoch(3)
+    assert guide.alpha_now == pytest.approx(0.2)
+    guide.at_epoch(2)
+    assert guide.alpha_now == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="alpha <= 1"):
+        cfg_mod.resolve({"xai": "saliency", "xai_use": "suppress", "alpha": 2.0})
+    with pytest.raises(ConfigError):
+        cfg_mod.resolve({"xai": "saliency", "xai_clip": 0})
+    assert math.isclose(cfg_mod.resolve({}).xai_temperature, 0.25)
+
+
+def test_a_record_trained_before_the_variants_existed_is_the_same_run(tmp_path):
+    """Settings added later (xai_use, ...) were at their defaults in a run whose config.yaml lacks them."""
+    from xaigan.experiments import load_grid
+    from xaigan.experiments.record import check_same_config
+    from xaigan.rundir import RunDir
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: g\nbase: {dataset: mnist}\nbudgets: {quick: {epochs: 2}}\ncells: {s: {xai: saliency}}\n")
+    (spec,) = load_grid(path).runs(tmp_path / "out", "quick", [0])
+    old = {k: v for k, v in spec.cfg.to_dict().items() if k not in ("xai_use", "xai_schedule", "xai_clip")}
+    RunDir(spec.run_dir).write_config(old)
+    check_same_config(spec)  # no error
+    RunDir(spec.run_dir).write_config({**old, "xai_use": "suppress"})
+    with pytest.raises(ConfigError, match="xai_use"):
+        check_same_config(spec)
+
+
+@pytest.mark.parametrize(("schedule", "expected"), [("ramp-up", [0.15, 0.3]), ("ramp-down", [0.3, 0.15])])
+def test_training_follows_the_schedule(tmp_path, schedule, expected):
+    from tests.conftest import write_image_folder
+    from xaigan.rundir import RunDir
+    from xaigan.train import from_config
+
+    write_image_folder(tmp_path / "imgs", n=32, size=32, mode="L")
+    cfg = cfg_mod.resolve(
+        {
+            "dataset": f"folder:{tmp_path / 'imgs'}",
+            "epochs": 4,
+            "batch_size": 16,
+            "progress": False,
+            "tensorboard": False,
+            "xai": "saliency",
+            "alpha": 0.3,
+            "xai_select": "all",
+            "xai_schedule": schedule,
+        }
+    )
+    from_config(cfg, tmp_path / "run").fit()
+    by_epoch = {}
+    for r in RunDir(tmp_path / "run").read_metrics():
+        if "xai_alpha" in r:
+            by_epoch.setdefault(r["epoch"], set()).add(r["xai_alpha"])
+    assert sorted(by_epoch) == [2, 3] and all(len(v) == 1 for v in by_epoch.values())
+    assert [by_epoch[2].pop(), by_epoch[3].pop()] == pytest.approx(expected)
