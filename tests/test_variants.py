@@ -196,3 +196,51 @@ def test_training_follows_the_schedule(tmp_path, schedule, expected):
             by_epoch.setdefault(r["epoch"], set()).add(r["xai_alpha"])
     assert sorted(by_epoch) == [2, 3] and all(len(v) == 1 for v in by_epoch.values())
     assert [by_epoch[2].pop(), by_epoch[3].pop()] == pytest.approx(expected)
+
+
+def test_explained_cutout_cuts_where_d_looks_most():
+    """The square is the one with the largest summed saliency (brute force over every position, from captum)."""
+    from xaigan.augment import ExplainedCutout
+
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Flatten(), nn.Linear(144, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = torch.rand(6, 1, 12, 12) * 2 - 1
+    cut = ExplainedCutout(D, ratio=0.25)
+    where = cut.where(x)
+    sal = Saliency(nn.Sequential(D, nn.Sigmoid())).attribute(x.clone(), abs=True).detach()[:, 0]
+    for i in range(6):
+        sums = {(t, left): sal[i, t : t + 3, left : left + 3].sum().item() for t in range(10) for left in range(10)}
+        t, left = max(sums, key=sums.get)
+        expected = torch.zeros(12, 12, dtype=torch.bool)
+        expected[t : t + 3, left : left + 3] = True
+        assert torch.equal(where[i, 0], expected)
+    xx = x.clone().requires_grad_(True)
+    cut(xx).sum().backward()
+    assert torch.equal(xx.grad, (~where).float())  # differentiable outside the square, zero inside
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    D.train()
+    cut(x)
+    assert D.training and all(torch.equal(v, before[k]) for k, v in D.state_dict().items())
+
+
+def test_explained_cutout_in_a_training_run(tmp_path):
+    from tests.conftest import write_image_folder
+    from xaigan.augment import DiffAugment, ExplainedCutout
+    from xaigan.train import from_config
+
+    write_image_folder(tmp_path / "imgs", n=32, size=32, mode="L")
+    cfg = cfg_mod.resolve(
+        {
+            "dataset": f"folder:{tmp_path / 'imgs'}",
+            "epochs": 1,
+            "batch_size": 16,
+            "progress": False,
+            "tensorboard": False,
+            "xai_cutout": 0.25,
+            "diffaugment": "translation",
+        }
+    )
+    trainer = from_config(cfg, tmp_path / "run")
+    assert isinstance(trainer.augment, ExplainedCutout) and isinstance(trainer.augment.then, DiffAugment)
+    assert trainer.augment.D is trainer.D
+    assert trainer.fit()["steps"] == 2

@@ -94,3 +94,39 @@ class DiffAugment:
 
     def __repr__(self) -> str:
         return f"DiffAugment({self.policy!r})"
+
+
+class ExplainedCutout:
+    """Explanation-guided augmentation of D's inputs: zero, in each image, the square of ``ratio`` x size where D
+    looks most (the largest sum of its saliency over the square), so that D must use more of the image; then apply
+    ``then`` (a :class:`DiffAugment`), if given. Differentiable in ``x`` outside the square, like DiffAugment's
+    cutout; the square is chosen without gradients, from D as it stands (``xaigan.explain`` leaves D untouched).
+    """
+
+    def __init__(self, D: torch.nn.Module, ratio: float = 0.25, then: DiffAugment | None = None) -> None:
+        if not 0 < ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        self.D, self.ratio, self.then = D, float(ratio), then
+
+    def where(self, x: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(B, 1, H, W)``: the square cut from each image."""
+        from xaigan.explain import explain
+
+        with torch.autocast(x.device.type, enabled=False):
+            sal = explain("saliency", self.D, x.detach().float(), target="prob").abs().sum(1, keepdim=True)
+        b, _, h, w = x.shape
+        kh, kw = max(1, int(h * self.ratio + 0.5)), max(1, int(w * self.ratio + 0.5))
+        pooled = torch.nn.functional.avg_pool2d(sal, (kh, kw), stride=1)
+        best = pooled.flatten(1).argmax(1)
+        top, left = best // pooled.shape[-1], best % pooled.shape[-1]
+        yy = torch.arange(h, device=x.device)[None, :, None]
+        xx = torch.arange(w, device=x.device)[None, None, :]
+        top, left = top[:, None, None], left[:, None, None]
+        return ((yy >= top) & (yy < top + kh) & (xx >= left) & (xx < left + kw)).unsqueeze(1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = x * (~self.where(x)).to(x.dtype)
+        return self.then(out) if self.then is not None else out
+
+    def __repr__(self) -> str:
+        return f"ExplainedCutout(ratio={self.ratio}, then={self.then!r})"

@@ -154,6 +154,13 @@ class Config:
     diffaugment: str = option(
         "", "DiffAugment policy, e.g. color,translation,cutout", check=check_policy, group="augment"
     )
+    xai_cutout: float = option(
+        0.0,
+        "explanation-guided augmentation of D's inputs: side of the square cut where D looks most, as a fraction of "
+        "the image (0: off); before DiffAugment",
+        range="in [0, 1]",
+        group="augment",
+    )
     # evaluation
     eval_every: int = option(
         0, "score FID/KID every N epochs (0: never) and keep the best checkpoint (best.pt)", range=">= 0", group="eval"

@@ -15,7 +15,7 @@ import torch
 
 from xaigan import data as data_mod
 from xaigan import explain, models
-from xaigan.augment import DiffAugment
+from xaigan.augment import DiffAugment, ExplainedCutout
 from xaigan.config import Config, ConfigError
 from xaigan.guidance import XAIGuidance
 from xaigan.io import UnreadableFileError
@@ -43,8 +43,14 @@ def _refuse_existing(run: RunDir) -> None:
     )
 
 
-def build_augment(cfg: Config) -> DiffAugment | None:
-    return DiffAugment(cfg.diffaugment) if cfg.diffaugment else None
+def build_augment(cfg: Config, D: torch.nn.Module | None = None) -> DiffAugment | ExplainedCutout | None:
+    """DiffAugment with the config's policy, after the explanation-guided cutout when ``xai_cutout`` asks (of D)."""
+    diff = DiffAugment(cfg.diffaugment) if cfg.diffaugment else None
+    if cfg.xai_cutout > 0:
+        if D is None:
+            raise ValueError("xai_cutout needs the discriminator it explains")
+        return ExplainedCutout(D, cfg.xai_cutout, then=diff)
+    return diff
 
 
 def baseline_batch(images: torch.Tensor, k: int, seed: int, device: torch.device) -> torch.Tensor:
@@ -55,7 +61,7 @@ def baseline_batch(images: torch.Tensor, k: int, seed: int, device: torch.device
 
 
 def build_guidance(
-    cfg: Config, images: torch.Tensor, augment: DiffAugment | None, device: torch.device
+    cfg: Config, images: torch.Tensor, augment: DiffAugment | ExplainedCutout | None, device: torch.device
 ) -> XAIGuidance | None:
     """The guidance the config asks for (``None`` for ``xai: none``); the explainer declares its own settings."""
     if cfg.xai == "none":
@@ -96,7 +102,7 @@ def _build(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
         cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
     )
     G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim)
-    augment = build_augment(cfg)
+    augment = build_augment(cfg, D)
     trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device, dist=dist)
     trainer.guidance = build_guidance(trainer.cfg, data.images, augment, device)  # d_output resolved from D
     return trainer
