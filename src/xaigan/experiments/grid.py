@@ -53,7 +53,7 @@ class Grid:
         own = {**self.base, **self.cells[cell]}
         if own.get("xai", "none") == "none":
             return None
-        keys = ("dataset", "fraction", "diffaugment", "model")
+        keys = ("dataset", "fraction", "diffaugment", "xai_cutout", "model")
         for other, overrides in self.cells.items():
             merged = {**self.base, **overrides}
             if merged.get("xai", "none") == "none" and all(merged.get(k) == own.get(k) for k in keys):
