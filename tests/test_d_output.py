@@ -38,6 +38,7 @@ def _kwargs(method):
     return {
         "deeplift-shap": {"baselines": REFS},
         "integrated-gradients": {"n_steps": 8},
+        "integrated-gradients-real": {"n_steps": 8, "baselines": REFS},
         "lime": {"segmentation": "grid", "n_samples": 30, "generator": torch.Generator().manual_seed(0)},
         "smoothgrad": {"nt_samples": 3, "stdevs": 0.3, "generator": torch.Generator().manual_seed(0)},
     }.get(method, {})
