@@ -84,6 +84,11 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -134,3 +139,35 @@ def _reproduce_seeds(grid, out, seeds):
     args = [sys.executable, "-m", "xaigan", "reproduce", str(grid), "--out", str(out), "--seeds", str(seeds)]
     args += ["--no-eval", "--quiet", "--workers", "2"]
     return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+
+
+def test_a_dead_worker_stops_the_grid_without_starting_queued_runs(tmp_path):
+    """One worker SIGKILLed mid-run: the pool SIGTERMs the other, which checkpoints its run and must not take a run
+    still queued for it (the pool's shutdown would wait for that whole run); reproduce exits 1 at once."""
+    import signal
+    import time
+
+    write_image_folder(tmp_path / "imgs", n=60, size=16, mode="L")
+    spec = {
+        "name": "d",
+        "base": {"dataset": f"folder:{tmp_path / 'imgs'}", "batch_size": 20, "tensorboard": False, "log_every": 1},
+        "budgets": {"quick": {"epochs": 200}},
+        "cells": {"normal": {"xai": "none"}},
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "xaigan", "reproduce", str(tmp_path / "grid.yaml"), "--out", str(out)]
+    args += ["--seeds", "6", "--no-eval", "--quiet", "--workers", "2"]
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(out.glob("normal/seed_*/checkpoints/last.pt"))) < 2:
+            time.sleep(0.2)
+        victim = min(p for p in _children(proc.pid) if "spawn_main" in _cmdline(p))  # a worker
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        code = proc.wait(timeout=300)
+    assert code == 1 and time.monotonic() - start < 60, (tmp_path / "log").read_text()
+    assert "worker process died" in (tmp_path / "log").read_text()
+    states = sorted(RunDir(out / "normal" / f"seed_{s}").state() for s in range(6))
+    assert states.count("new") == 4, states  # the 4 queued runs were left for the next invocation

@@ -77,16 +77,26 @@ def _orphaned() -> bool:
     return _PARENT is not None and os.getppid() != _PARENT
 
 
+_stopped = False  # this worker's run was stopped by a signal: it starts no other run
+
+
 def _train(cfg: dict[str, Any], run_dir: str, state: str, threads: int) -> dict[str, Any]:
-    """In a worker: train one run to its end (or to a signal); returns the trainer's summary."""
-    if _orphaned():  # a run queued before the parent died: leave it for the next invocation
+    """In a worker: train one run to its end (or to a signal); returns the trainer's summary.
+
+    A worker told to stop (SIGTERM from the pool when another worker died, or from :func:`_stop`) finishes its step
+    and checkpoints; it must not then take a run still queued for it, or the pool's shutdown waits for that whole
+    run (the hang seen once in the fault loop), so a stopped or orphaned worker exits instead of starting one."""
+    global _stopped
+    if _orphaned() or _stopped:  # a run queued before the parent died or the stop: left for the next invocation
         os._exit(1)
     _busy.set()
     try:
         torch.set_num_threads(threads)
         trainer = prepare_run(Config.from_dict(cfg), run_dir, resume=state == "partial", overwrite=state == "started")
         trainer.cfg.progress = False
-        return trainer.fit()
+        summary = trainer.fit()
+        _stopped = bool(summary.get("interrupted"))
+        return summary
     finally:
         _busy.clear()
 
