@@ -258,3 +258,41 @@ def test_finding_of_an_insignificant_cell_states_the_designs_power():
     assert f"23% gain with probability {power:.2f}" in text
     assert headline([{"cell": "normal", "baseline": None}, row]).startswith("At this budget: no significant")
     assert cell_finding({"cell": "normal", "baseline": None}) is None
+
+
+def test_findings_say_what_the_guidance_did_in_its_steps():
+    from xaigan.experiments.aggregate import regimes
+    from xaigan.report.findings import regime_finding
+
+    runs = [
+        {
+            "summary": {
+                "xai_regimes": {
+                    "none": 1,
+                    "partial": 8,
+                    "all": 1,
+                    "partial_mask_mean_explained": 0.002,
+                    "partial_mask_mean_others": 1.0,
+                }
+            }
+        },
+        {
+            "summary": {
+                "xai_regimes": {
+                    "none": 0,
+                    "partial": 10,
+                    "all": 0,
+                    "partial_mask_mean_explained": 0.004,
+                    "partial_mask_mean_others": 1.0,
+                }
+            }
+        },
+        {"summary": {}},  # a run without guidance contributes nothing
+    ]
+    reg = regimes(runs)
+    assert reg["none"] == 1 and reg["partial"] == 18 and reg["all"] == 1
+    assert reg["partial_mask_mean_explained"] == pytest.approx(0.003)
+    text = regime_finding({"cell": "saliency", "regimes": reg})
+    assert text.startswith("saliency: of 20 guided steps, 18 explained part of the batch, 1 all of it, 1 none")
+    assert "mean mask was 0.003 and the others' 1" in text
+    assert regimes([{"summary": {}}]) is None and regime_finding({"cell": "normal", "regimes": None}) is None

@@ -52,6 +52,19 @@ def _mean_of(runs: list[dict[str, Any]], key: str) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def regimes(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A cell's guided steps by regime (``xai_regimes`` of its runs' summaries, summed), with the mean over runs of
+    the partly explained steps' mean masks of explained and other samples; None for a cell without guidance."""
+    found = [r["summary"]["xai_regimes"] for r in runs if r["summary"].get("xai_regimes")]
+    if not found:
+        return None
+    out: dict[str, Any] = {k: int(sum(f[k] for f in found)) for k in ("none", "partial", "all")}
+    for key in ("partial_mask_mean_explained", "partial_mask_mean_others"):
+        values = [f[key] for f in found if key in f]
+        out[key] = float(np.mean(values)) if values else math.nan
+    return out
+
+
 CONTAMINATED = 1.5  # a run whose mean step time exceeds its median by this factor shared the machine or stalled
 
 
@@ -117,6 +130,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             "wall_s": float(np.mean([r["summary"]["train_seconds"] for r in runs])) if runs else math.nan,
             "sec_per_step": step_time[cell],
             "extractor": runs[0]["eval"]["extractor"]["id"] if runs else None,
+            "regimes": regimes(runs),
             "baseline": grid.baseline(cell),
         }
         base = row["baseline"]

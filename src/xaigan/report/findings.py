@@ -61,6 +61,24 @@ def headline(rows: list[dict[str, Any]]) -> str:
     return "At this budget: " + "; ".join(parts) + " (paired t-tests, Holm-corrected at 0.05)."
 
 
+def regime_finding(row: dict[str, Any]) -> str | None:
+    """What the guidance did in a cell's guided steps: how many explained some, all or none of the batch."""
+    reg = row.get("regimes")
+    if not reg:
+        return None
+    total = reg["none"] + reg["partial"] + reg["all"]
+    text = (
+        f"{row['cell']}: of {total} guided steps, {reg['partial']} explained part of the batch, {reg['all']} all of "
+        f"it, {reg['none']} none"
+    )
+    if reg["partial"] and math.isfinite(reg["partial_mask_mean_explained"]):
+        text += (
+            f"; in the partly explained steps the explained samples' mean mask was "
+            f"{reg['partial_mask_mean_explained']:.3g} and the others' {reg['partial_mask_mean_others']:.3g}"
+        )
+    return text + "."
+
+
 def findings(rows: list[dict[str, Any]]) -> list[str]:
-    """The headline, then one finding per compared cell, in the grid's order."""
-    return [headline(rows)] + [f for f in map(cell_finding, rows) if f]
+    """The headline, one finding per compared cell, then what the guidance did, in the grid's order."""
+    return [headline(rows)] + [f for f in map(cell_finding, rows) if f] + [f for f in map(regime_finding, rows) if f]
