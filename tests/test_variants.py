@@ -1,6 +1,8 @@
 """Explanation-guided variants (issue 13): each use, schedule and normalisation against a hand computation, the
 shared step against separate passes, and the real-baseline integrated gradients against captum."""
 
+import contextlib
+import copy
 import math
 
 import numpy as np
@@ -82,7 +84,10 @@ def test_guided_gradient_of_each_use_matches_captum_by_hand(use):
     if use == "signed":
         guide.explain_kwargs["abs"] = False
     fake = x.clone().requires_grad_(True)
-    D(guide(fake, D)).sum().backward()
+    out = D(guide(fake, D)).reshape(-1)
+    weights = guide.loss_weights()
+    assert (weights is not None) == (use == "weight")
+    (out * weights if weights is not None else out).sum().backward()  # weight: G's loss is weighted per sample
     xx = x.clone().requires_grad_(True)
     (plain,) = torch.autograd.grad(D(xx).sum(), xx)
     selected = (torch.sigmoid(D(x)) < 0.5).reshape(-1)
@@ -244,3 +249,37 @@ def test_explained_cutout_in_a_training_run(tmp_path):
     assert isinstance(trainer.augment, ExplainedCutout) and isinstance(trainer.augment.then, DiffAugment)
     assert trainer.augment.D is trainer.D
     assert trainer.fit()["steps"] == 2
+
+
+def test_weight_use_weights_each_samples_loss_with_a_batchnorm_d():
+    """With BatchNorm in train mode the samples are coupled: G's step weights each sample's loss (not its gradient),
+    checked against the weighted loss written out and differentiated by autograd."""
+    import torch.nn.functional as F
+
+    from tests.helpers_models import conv_bn_d
+    from xaigan.train.step import _g_step
+
+    D = conv_bn_d(dtype=torch.float32)  # the G step explains and scores in float32
+    D.features[5].p = 0.0  # no dropout: the reference replays the same function
+    D.train()
+    x = torch.randn(8, 1, 8, 8)
+    guide = XAIGuidance("saliency", alpha=1.5, use="weight", normalize="sample-minmax", select="all", d_output="logit")
+    cfg = cfg_mod.resolve({"g_clip": 0.0})
+    fake = x.clone().requires_grad_(True)
+    opt = torch.optim.SGD([fake], lr=0.0)
+    state = copy.deepcopy(D.state_dict())
+    _g_step(fake, D, cfg, "logit", lambda t: t, guide, contextlib.nullcontext(), opt)
+    w = guide.loss_weights()
+    assert w.shape == (8,) and torch.all(w > 1) and not torch.allclose(w, w[0])
+    D.load_state_dict(state)  # the G step's forward moved the running statistics; replay from the same state
+    ref = x.clone().requires_grad_(True)
+    out = D(ref).reshape(-1)
+    loss = (w * F.binary_cross_entropy_with_logits(out, torch.full_like(out, cfg.g_target), reduction="none")).mean()
+    loss.backward()
+    torch.testing.assert_close(fake.grad, ref.grad, rtol=1e-5, atol=1e-7)
+    D.load_state_dict(state)
+    plain = x.clone().requires_grad_(True)
+    out = D(plain).reshape(-1)
+    F.binary_cross_entropy_with_logits(out, torch.full_like(out, cfg.g_target)).backward()
+    scaled = plain.grad * w.view(-1, 1, 1, 1)  # what scaling each sample's gradient would give: not the same here
+    assert not torch.allclose(scaled, ref.grad, rtol=1e-3, atol=1e-6)

@@ -319,11 +319,21 @@ class XAIGuidance:
         """
         mask = self.masks(fake, D, scores)
         self._check_health(D, mask)
-        if self.stats["n_explained"] == 0:
+        if self.stats["n_explained"] == 0 or self.use == "weight":  # weight: G's loss is weighted instead
             return fake
         if self.use == "amplify":
             return apply(fake, mask, self.alpha_now)
         return scale(fake, factor(self.use, mask, self.alpha_now, self.last_selected))
+
+    def loss_weights(self) -> Tensor | None:
+        """For ``use="weight"``: the weight of each sample's share of G's loss in the last call, ``1 + alpha *
+        mean(M_i)`` for explained samples and 1 for the others (None for the other uses). The trainer's G step
+        weights the loss with it, which a BatchNorm D (samples coupled by batch statistics) needs; with a D whose
+        outputs depend on each sample alone it equals scaling each sample's gradient (the shared step does that)."""
+        if self.use != "weight" or self.last_mask is None:
+            return None
+        m = self.last_mask
+        return factor("weight", m, self.alpha_now, self.last_selected).flatten(1)[:, 0]
 
     def _check_health(self, D: nn.Module, mask: Tensor) -> None:
         context = dict(threshold=self.threshold, d_output=self.d_output, method=self.method)

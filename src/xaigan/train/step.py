@@ -28,12 +28,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def bce(out: torch.Tensor, target: float, d_output: str) -> torch.Tensor:
-    """Binary cross-entropy of D's outputs against a constant target, for a logit or a probability D."""
+def bce(out: torch.Tensor, target: float, d_output: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy of D's outputs against a constant target, for a logit or a probability D; ``weight``:
+    one weight per sample (the mean of the weighted losses)."""
     labels = torch.full_like(out, target)
+    if weight is not None:
+        weight = weight.to(out.dtype).reshape(out.shape[0], *([1] * (out.dim() - 1))).expand_as(out)
     if d_output == "prob":
-        return F.binary_cross_entropy(out, labels)
-    return F.binary_cross_entropy_with_logits(out, labels)
+        return F.binary_cross_entropy(out, labels, weight=weight)
+    return F.binary_cross_entropy_with_logits(out, labels, weight=weight)
 
 
 def prob_real(out: torch.Tensor, d_output: str) -> torch.Tensor:
@@ -133,12 +136,14 @@ def gan_step(
 
 
 def _g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g) -> torch.Tensor:
+    weights = None
     if guidance is not None:
         fake = guidance(fake.float(), D)
+        weights = getattr(guidance, "loss_weights", lambda: None)()  # per-sample weights of G's loss, if any
     with frozen(D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's backward)
         with autocast:
             d_gen = D(aug(fake))
-        loss_g = bce(d_gen.float(), cfg.g_target, kind)
+        loss_g = bce(d_gen.float(), cfg.g_target, kind, weights)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
     return loss_g
