@@ -7,9 +7,9 @@ Every use maps (gradient, mask, alpha, selected) to the reshaped gradient:
   batch min-max the samples D accepts get ``M = 1``);
 * ``suppress``: ``grad * (1 - alpha * M)`` for the explained samples (alpha <= 1 keeps the gradient's sign);
 * ``replace``: ``grad * M`` for the explained samples;
-* ``weight``: ``grad * (1 + alpha * mean(M_i))``: one factor per explained sample, which scales that sample's share of
-  G's loss (the X-GAN idea; equal to weighting each sample's loss when D's outputs depend on each sample alone, i.e.
-  no BatchNorm in train mode);
+* ``weight``: each explained sample's share of G's loss weighted by ``1 + alpha * mean(M_i)`` (the X-GAN idea; G's
+  step weights the loss, see :meth:`xaigan.guidance.XAIGuidance.loss_weights`; where D's outputs depend on each
+  sample alone this equals ``grad * (1 + alpha * mean(M_i))``, which the shared step computes);
 * ``signed``: ``grad * (1 + alpha * A)``, ``A`` the signed attribution of each explained sample scaled by its largest
   magnitude into [-1, 1]: components whose attribution raises D's score of "real" are strengthened, the others damped
   (the mask normalisation is not used).
