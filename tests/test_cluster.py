@@ -76,8 +76,8 @@ def _writes(counter):
 
 def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
     grid = _grid(tmp_path, {"normal": {"xai": "none"}}, epochs=3)
-    counter = tmp_path / "count"
-    env = {"env_vars": {"XAIGAN_FAILPOINT": f"none:999999:{counter}"}}
+    trace = tmp_path / "trace"
+    env = {"env_vars": {"XAIGAN_FAILPOINT": f"trace:{trace}"}}
     whole = run_grid(
         grid,
         tmp_path / "whole",
@@ -87,9 +87,12 @@ def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
         executor="ray",
         ray_options={"runtime_env": env},
     )
-    uninterrupted = _writes(counter)
-    counter.unlink()
-    kill_at = uninterrupted * 2 // 3  # after the first checkpoints, before the end
+    writes = trace.read_text().splitlines()
+    uninterrupted = len(writes)
+    # The second checkpoint's write: checkpoints are written one at a time in the background, so the first is on
+    # disk by then whatever the order of the neighbouring writes (killing earlier races the first checkpoint).
+    kill_at = [i for i, w in enumerate(writes, 1) if w.endswith("last.pt")][1]
+    counter = tmp_path / "count"
     env = {"env_vars": {"XAIGAN_FAILPOINT": f"kill:{kill_at}:{counter}"}}
     retried = run_grid(
         grid,
