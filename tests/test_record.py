@@ -58,6 +58,7 @@ def test_record_holds_small_artefacts_skips_recorded_runs_and_rebuilds_the_repor
     text = (docs / "results.md").read_text()
     links = re.findall(r"\]\(([^)]+\.(?:png|svg))\)", text)
     assert links and all((docs / link).resolve().is_file() for link in links)
+    assert all(link.startswith("results_files/") for link in links)  # beside it: the record's images are not kept
 
     # A second seed: seed 0 comes from the record (not trained again), seed 1 is trained and recorded.
     capsys.readouterr()

@@ -256,6 +256,8 @@ def test_finding_of_an_insignificant_cell_states_the_designs_power():
     assert f"{100 * diffs.mean() / base:.1f}% higher FID (worse)" in text
     assert f"detects a true change of {100 * mde / base:.1f}% with 80% power" in text
     assert f"23% gain with probability {power:.2f}" in text
+    half = stats.t.ppf(0.975, 5) * sd / np.sqrt(6)
+    assert 100 * (diffs.mean() - half) / base > -23 and "the paper's 23% lies outside the 95% CI" in text
     assert headline([{"cell": "normal", "baseline": None}, row]).startswith("At this budget: no significant")
     assert cell_finding({"cell": "normal", "baseline": None}) is None
 

@@ -111,14 +111,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from xaigan.report import build_report
-    from xaigan.report.build import relink_markdown
+    from xaigan.report.build import export_markdown
 
     md, page = build_report(Path(args.dir))
     print(f"report: {md}\n        {page}")
     if args.markdown:
-        target = Path(args.markdown)
-        atomic_write_text(target, relink_markdown(md.read_text(), md.parent, target.parent))
-        print(f"        {target}")
+        files = export_markdown(md, Path(args.markdown))
+        print(f"        {args.markdown} (images in {files})")
     return 0
 
 

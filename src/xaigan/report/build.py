@@ -6,7 +6,6 @@ import base64
 import html
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -220,10 +219,16 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 """
 
 
-def relink_markdown(text: str, src_dir: Path, dest_dir: Path) -> str:
-    """``report.md``'s text with its ``report_files/`` links made relative to ``dest_dir`` (to copy it there)."""
-    rel = Path(os.path.relpath(Path(src_dir).resolve() / "report_files", Path(dest_dir).resolve())).as_posix()
-    return text.replace("](report_files/", f"]({rel}/")
+def export_markdown(md_path: Path, target: Path) -> Path:
+    """Write ``report.md`` to ``target`` with its images copied beside it into ``TARGET-STEM_files/`` (a record's
+    ``report_files/`` is rebuilt, not committed; the exported report must stand alone). Returns the images' folder."""
+    target = Path(target)
+    files = target.parent / f"{target.stem}_files"
+    files.mkdir(parents=True, exist_ok=True)
+    for image in sorted((Path(md_path).parent / "report_files").iterdir()):
+        atomic_write_bytes(files / image.name, image.read_bytes())
+    atomic_write_text(target, Path(md_path).read_text().replace("](report_files/", f"]({files.name}/"))
+    return files
 
 
 def build_report(out_dir: str | Path) -> tuple[Path, Path]:

@@ -36,11 +36,14 @@ def cell_finding(row: dict[str, Any]) -> str | None:
     if p_holm < LEVEL:
         return text + f" The difference is significant at {LEVEL:g} after correction."
     power = paired_power(PAPER_GAIN * paired["base_mean"], paired["sd_diff"], n)
-    return text + (
+    text += (
         " Not significant: the difference is within seed noise. With this spread, the design detects a true "
         f"change of {paired['mde_pct']:.1f}% with 80% power, and the paper's {100 * PAPER_GAIN:.0f}% gain with "
         f"probability {power:.2f}."
     )
+    if pct - half > -100 * PAPER_GAIN:
+        text += f" A gain as large as the paper's {100 * PAPER_GAIN:.0f}% lies outside the 95% CI."
+    return text
 
 
 def headline(rows: list[dict[str, Any]]) -> str:
