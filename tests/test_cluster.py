@@ -74,19 +74,16 @@ def _writes(counter):
     return counter.stat().st_size if counter.exists() else 0
 
 
+def _train_on_ray(grid, out, seeds, **ray_options):
+    """Train (no evaluation) ``grid``'s runs of ``seeds`` into ``out`` as Ray tasks."""
+    return run_grid(grid, out, seeds=seeds, progress=False, evaluate=False, executor="ray", ray_options=ray_options)
+
+
 def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
     grid = _grid(tmp_path, {"normal": {"xai": "none"}}, epochs=3)
     trace = tmp_path / "trace"
     env = {"env_vars": {"XAIGAN_FAILPOINT": f"trace:{trace}"}}
-    whole = run_grid(
-        grid,
-        tmp_path / "whole",
-        seeds=[0],
-        progress=False,
-        evaluate=False,
-        executor="ray",
-        ray_options={"runtime_env": env},
-    )
+    whole = _train_on_ray(grid, tmp_path / "whole", [0], runtime_env=env)
     writes = trace.read_text().splitlines()
     uninterrupted = len(writes)
     # The second checkpoint's write: checkpoints are written one at a time in the background, so the first is on
@@ -94,15 +91,7 @@ def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
     kill_at = [i for i, w in enumerate(writes, 1) if w.endswith("last.pt")][1]
     counter = tmp_path / "count"
     env = {"env_vars": {"XAIGAN_FAILPOINT": f"kill:{kill_at}:{counter}"}}
-    retried = run_grid(
-        grid,
-        tmp_path / "retried",
-        seeds=[0],
-        progress=False,
-        evaluate=False,
-        executor="ray",
-        ray_options={"runtime_env": env, "retries": 1},
-    )
+    retried = _train_on_ray(grid, tmp_path / "retried", [0], runtime_env=env, retries=1)
     # Killed once (the counter passed kill_at), then resumed: fewer writes than a restart from scratch would make.
     assert uninterrupted < _writes(counter) < kill_at + uninterrupted
     assert retried[0]["summary"]["steps"] == whole[0]["summary"]["steps"]
@@ -114,15 +103,7 @@ def test_run_failing_every_try_is_reported_and_the_others_finish(tmp_path, local
     counter = tmp_path / "count"
     env = {"env_vars": {"XAIGAN_FAILPOINT": f"kill:3:{counter}"}}  # the first task to write dies, no retry
     with pytest.raises(RunsFailedError) as caught:
-        run_grid(
-            grid,
-            tmp_path / "out",
-            seeds=[0],
-            progress=False,
-            evaluate=False,
-            executor="ray",
-            ray_options={"runtime_env": env, "retries": 0},
-        )
+        _train_on_ray(grid, tmp_path / "out", [0], runtime_env=env, retries=0)
     (failure,) = caught.value.failed
     meta = json.loads((tmp_path / "out" / "grid.json").read_text())
     assert meta["failed"] == [failure] and failure["error"]

@@ -174,26 +174,21 @@ def test_a_record_trained_before_the_variants_existed_is_the_same_run(tmp_path):
         check_same_config(spec)
 
 
+def _folder_cfg(tmp_path, **settings):
+    """A tiny run's config on 32 random 32x32 images (batch 16, no progress bar or TensorBoard)."""
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "imgs", n=32, size=32, mode="L")
+    base = {"dataset": f"folder:{tmp_path / 'imgs'}", "batch_size": 16, "progress": False, "tensorboard": False}
+    return cfg_mod.resolve({**base, **settings})
+
+
 @pytest.mark.parametrize(("schedule", "expected"), [("ramp-up", [0.15, 0.3]), ("ramp-down", [0.3, 0.15])])
 def test_training_follows_the_schedule(tmp_path, schedule, expected):
-    from tests.conftest import write_image_folder
     from xaigan.rundir import RunDir
     from xaigan.train import from_config
 
-    write_image_folder(tmp_path / "imgs", n=32, size=32, mode="L")
-    cfg = cfg_mod.resolve(
-        {
-            "dataset": f"folder:{tmp_path / 'imgs'}",
-            "epochs": 4,
-            "batch_size": 16,
-            "progress": False,
-            "tensorboard": False,
-            "xai": "saliency",
-            "alpha": 0.3,
-            "xai_select": "all",
-            "xai_schedule": schedule,
-        }
-    )
+    cfg = _folder_cfg(tmp_path, epochs=4, xai="saliency", alpha=0.3, xai_select="all", xai_schedule=schedule)
     from_config(cfg, tmp_path / "run").fit()
     by_epoch = {}
     for r in RunDir(tmp_path / "run").read_metrics():
@@ -229,22 +224,10 @@ def test_explained_cutout_cuts_where_d_looks_most():
 
 
 def test_explained_cutout_in_a_training_run(tmp_path):
-    from tests.conftest import write_image_folder
     from xaigan.augment import DiffAugment, ExplainedCutout
     from xaigan.train import from_config
 
-    write_image_folder(tmp_path / "imgs", n=32, size=32, mode="L")
-    cfg = cfg_mod.resolve(
-        {
-            "dataset": f"folder:{tmp_path / 'imgs'}",
-            "epochs": 1,
-            "batch_size": 16,
-            "progress": False,
-            "tensorboard": False,
-            "xai_cutout": 0.25,
-            "diffaugment": "translation",
-        }
-    )
+    cfg = _folder_cfg(tmp_path, epochs=1, xai_cutout=0.25, diffaugment="translation")
     trainer = from_config(cfg, tmp_path / "run")
     assert isinstance(trainer.augment, ExplainedCutout) and isinstance(trainer.augment.then, DiffAugment)
     assert trainer.augment.D is trainer.D

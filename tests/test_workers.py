@@ -97,23 +97,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _long_grid(tmp_path, epochs: int, seeds: int):
+    """A one-cell grid of ``seeds`` runs long enough to be interrupted, its output folder and the ``reproduce``
+    command line (2 workers, no evaluation)."""
+    write_image_folder(tmp_path / "imgs", n=60, size=16, mode="L")
+    spec = {
+        "name": "long",
+        "base": {"dataset": f"folder:{tmp_path / 'imgs'}", "batch_size": 20, "tensorboard": False, "log_every": 1},
+        "budgets": {"quick": {"epochs": epochs}},
+        "cells": {"normal": {"xai": "none"}},
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "xaigan", "reproduce", str(tmp_path / "grid.yaml"), "--out", str(out)]
+    return out, args + ["--seeds", str(seeds), "--no-eval", "--quiet", "--workers", "2"]
+
+
 def test_workers_stop_when_reproduce_is_killed(tmp_path):
     """SIGKILL of the ``reproduce`` process: its workers checkpoint and exit (none trains on orphaned), and the
     same command afterwards finishes the grid."""
     import signal
     import time
 
-    write_image_folder(tmp_path / "imgs", n=60, size=16, mode="L")
-    spec = {
-        "name": "k",
-        "base": {"dataset": f"folder:{tmp_path / 'imgs'}", "batch_size": 20, "tensorboard": False, "log_every": 1},
-        "budgets": {"quick": {"epochs": 60}},
-        "cells": {"normal": {"xai": "none"}},
-    }
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
-    out = tmp_path / "out"
-    args = [sys.executable, "-m", "xaigan", "reproduce", str(tmp_path / "grid.yaml"), "--out", str(out)]
-    args += ["--seeds", "3", "--no-eval", "--quiet", "--workers", "2"]
+    out, args = _long_grid(tmp_path, epochs=60, seeds=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(tmp_path / "log", "w") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=log, env=env)
@@ -147,17 +153,7 @@ def test_a_dead_worker_stops_the_grid_without_starting_queued_runs(tmp_path):
     import signal
     import time
 
-    write_image_folder(tmp_path / "imgs", n=60, size=16, mode="L")
-    spec = {
-        "name": "d",
-        "base": {"dataset": f"folder:{tmp_path / 'imgs'}", "batch_size": 20, "tensorboard": False, "log_every": 1},
-        "budgets": {"quick": {"epochs": 200}},
-        "cells": {"normal": {"xai": "none"}},
-    }
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
-    out = tmp_path / "out"
-    args = [sys.executable, "-m", "xaigan", "reproduce", str(tmp_path / "grid.yaml"), "--out", str(out)]
-    args += ["--seeds", "6", "--no-eval", "--quiet", "--workers", "2"]
+    out, args = _long_grid(tmp_path, epochs=200, seeds=6)
     with open(tmp_path / "log", "w") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": "1"})
         deadline = time.monotonic() + 120

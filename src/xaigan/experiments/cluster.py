@@ -16,6 +16,7 @@ from typing import Any
 
 from xaigan.config import Config
 from xaigan.experiments.grid import RunSpec
+from xaigan.experiments.prepare import train_in_worker
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +68,6 @@ def connect(address: str | None, cpus: int | None = None) -> tuple[Any, str | No
     return ray, (url if url and url.startswith("http") else f"http://{url}") if url else None
 
 
-def _train_task(cfg: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
-    """In a Ray worker: train one run to its end from its folder's current state; returns the trainer's summary."""
-    import torch
-
-    from xaigan.experiments.prepare import prepare_run
-    from xaigan.rundir import RunDir
-
-    torch.set_num_threads(threads)
-    run = RunDir(run_dir)
-    state = run.state()
-    if state in ("trained", "done"):  # a retry of a task whose worker died after the run's last write
-        return {**run.read_summary(), "interrupted": False}
-    trainer = prepare_run(Config.from_dict(cfg), run, resume=state == "partial", overwrite=state == "started")
-    trainer.cfg.progress = False
-    return trainer.fit()
-
-
 def resources(cfg: Config, cpus: int | None, gpus: float | None) -> tuple[int, float]:
     """The CPUs and GPUs one run's task declares: 1 CPU and, for a run on ``cuda``, 1 GPU unless given."""
     return cpus or 1, gpus if gpus is not None else (1.0 if cfg.device == "cuda" else 0.0)
@@ -116,7 +100,7 @@ def train_on_ray(
         options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": retries}
         if runtime_env:
             options["runtime_env"] = runtime_env
-        task = ray.remote(_train_task).options(**options)
+        task = ray.remote(train_in_worker).options(**options)
         pending[task.remote(spec.cfg.to_dict(), str(spec.run_dir), cpus)] = spec
     failed: list[dict[str, Any]] = []
     total, finished = len(pending), 0

@@ -30,3 +30,19 @@ def prepare_run(
     if trainer.cfg.eval_every > 0:
         attach(trainer)
     return trainer
+
+
+def train_in_worker(cfg: dict, run_dir: str, threads: int) -> dict:
+    """In a worker process (local pool or Ray task): train the run in ``run_dir`` to its end (or to a signal) from
+    the folder's state when it starts: new, started again from scratch, or resumed from its last checkpoint (so a
+    retried task resumes). Returns the trainer's summary; a run already trained returns its summary."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run = RunDir(run_dir)
+    state = run.state()
+    if state in ("trained", "done"):  # e.g. a retry of a task whose worker died after the run's last write
+        return {**run.read_summary(), "interrupted": False}
+    trainer = prepare_run(Config.from_dict(cfg), run, resume=state == "partial", overwrite=state == "started")
+    trainer.cfg.progress = False
+    return trainer.fit()

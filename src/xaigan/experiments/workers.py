@@ -23,11 +23,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from xaigan.config import Config
 from xaigan.experiments.grid import RunSpec
-from xaigan.experiments.prepare import prepare_run
+from xaigan.experiments.prepare import train_in_worker
 from xaigan.train import StopRequested
 
 
@@ -80,7 +78,7 @@ def _orphaned() -> bool:
 _stopped = False  # this worker's run was stopped by a signal: it starts no other run
 
 
-def _train(cfg: dict[str, Any], run_dir: str, state: str, threads: int) -> dict[str, Any]:
+def _train(cfg: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
     """In a worker: train one run to its end (or to a signal); returns the trainer's summary.
 
     A worker told to stop (SIGTERM from the pool when another worker died, or from :func:`_stop`) finishes its step
@@ -91,10 +89,7 @@ def _train(cfg: dict[str, Any], run_dir: str, state: str, threads: int) -> dict[
         os._exit(1)
     _busy.set()
     try:
-        torch.set_num_threads(threads)
-        trainer = prepare_run(Config.from_dict(cfg), run_dir, resume=state == "partial", overwrite=state == "started")
-        trainer.cfg.progress = False
-        summary = trainer.fit()
+        summary = train_in_worker(cfg, run_dir, threads)
         _stopped = bool(summary.get("interrupted"))
         return summary
     finally:
@@ -115,7 +110,7 @@ def train_parallel(
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
     )
-    futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), state, threads): spec for spec, state in todo}
+    futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), threads): spec for spec, _ in todo}
     try:
         _collect(futures, report, on_done)
     except BaseException:
