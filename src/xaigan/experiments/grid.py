@@ -8,9 +8,16 @@ from typing import Any
 
 from xaigan import config as config_mod
 from xaigan.config import Config
+from xaigan.experiments.selection import SelectionRule
 
 # What a grid's output folder holds beside its cells' folders: no cell may take these names.
-RESERVED = frozenset({"grid.yaml", "grid.json", "report.md", "report.html", "report_files", "aggregate.json"})
+RESERVED = frozenset(
+    {"grid.yaml", "grid.json", "report.md", "report.html", "report_files", "aggregate.json", "selection.json"}
+)
+
+GRID_KEYS = frozenset(
+    {"name", "description", "base", "cells", "budgets", "evaluation", "compare", "original", "seeds", "select"}
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Grid:
     original: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     seeds: list[int] | None = None
+    select: SelectionRule | None = None  # a screening grid's selection rule (experiments.selection)
     path: Path | None = None
 
     def cell_config(self, cell: str, budget: str, seed: int) -> Config:
@@ -73,10 +81,9 @@ def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file; every cell must resolve to a valid config."""
     path = Path(path)
     raw = config_mod.load_yaml(path)
-    allowed = {"name", "description", "base", "cells", "budgets", "evaluation", "compare", "original", "seeds"}
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(raw) - GRID_KEYS)
     if unknown:
-        raise config_mod.ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; allowed: {sorted(allowed)}")
+        raise config_mod.ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; allowed: {sorted(GRID_KEYS)}")
     if not raw.get("cells") or not isinstance(raw["cells"], dict):
         raise config_mod.ConfigError(f"{path}: a grid needs a non-empty 'cells' mapping")
     budgets = raw.get("budgets") or {"paper": {}}
@@ -97,6 +104,7 @@ def load_grid(path: str | Path) -> Grid:
         original=raw.get("original") or {},
         description=raw.get("description", ""),
         seeds=raw.get("seeds"),
+        select=SelectionRule.parse(raw["select"], str(path)) if "select" in raw else None,
         path=path,
     )
     config_mod.check_name(grid.name, f"{path}: grid name")

@@ -14,6 +14,7 @@ import numpy as np
 
 from xaigan.experiments import aggregate, collect, load_grid
 from xaigan.experiments.record import evenly_spaced
+from xaigan.experiments.selection import apply_rule
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.report.findings import findings
 from xaigan.report.plots import line_chart
@@ -155,9 +156,10 @@ def _markdown(
     charts: dict[str, str],
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
+    selection: dict[str, Any] | None = None,
 ) -> str:
     lines = [f"# {title}", "", "## Findings", ""]
-    lines += [f"- {_md_text(f)}" for f in findings(rows)] + ["", "## Results", ""]
+    lines += [f"- {_md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
     lines += [f"- {_md_text(n)}" for n in notes] + [""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in table_rows(rows)]
@@ -182,6 +184,7 @@ def _html(
     charts: dict[str, str],
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
+    selection: dict[str, Any] | None = None,
 ) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join(
@@ -210,7 +213,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 .pix {{ image-rendering: pixelated; width: 280px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows))}</ul>
+<h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
@@ -245,6 +248,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     if not records:
         raise FileNotFoundError(f"{out_dir} holds no finished runs yet")
     rows = aggregate(grid, records)
+    selection = apply_rule(rows, grid.select, len(meta["seeds"])) if grid.select else None
     series = curves(records)
     titles = {
         "fid": ("FID vs epoch (during training)", "FID"),
@@ -288,7 +292,9 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         for _, path in items:
             atomic_write_bytes(files / _asset_name(path), path.read_bytes())
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    atomic_write_text(md_path, _markdown(title, meta, rows, charts, images, notes))
-    atomic_write_text(html_path, _html(title, rows, charts, images, notes))
+    atomic_write_text(md_path, _markdown(title, meta, rows, charts, images, notes, selection))
+    atomic_write_text(html_path, _html(title, rows, charts, images, notes, selection))
     atomic_write_text(out_dir / "aggregate.json", json.dumps(rows, indent=2, default=str))
+    if selection is not None:
+        atomic_write_text(out_dir / "selection.json", json.dumps(selection, indent=2))
     return md_path, html_path

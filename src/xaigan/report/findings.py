@@ -82,6 +82,30 @@ def regime_finding(row: dict[str, Any]) -> str | None:
     return text + "."
 
 
-def findings(rows: list[dict[str, Any]]) -> list[str]:
-    """The headline, one finding per compared cell, then what the guidance did, in the grid's order."""
-    return [headline(rows)] + [f for f in map(cell_finding, rows) if f] + [f for f in map(regime_finding, rows) if f]
+def selection_finding(sel: dict[str, Any]) -> str:
+    """The screening rule's outcome (:func:`xaigan.experiments.selection.apply_rule`) in one or two sentences."""
+    rule = sel["rule"]
+    text = (
+        f"Selection rule (fixed in the grid file): mean paired change at most {rule['max_change_pct']:+g}% and lower "
+        f"FID in at least {rule['min_lower']} of {sel['n_seeds']} seeds; at most {rule['top']} go on"
+    )
+    if sel["pending"]:
+        return text + f". Not applied yet: {', '.join(sel['pending'])} lack some of the {sel['n_seeds']} seeds."
+    ranked = sel["ranking"][:5]
+    best = ", ".join(f"{c['cell']} {c['change_pct']:+.1f}% ({c['lower_in']}/{c['n_pairs']})" for c in ranked)
+
+    if sel["fallback"]:
+        text += f". None qualifies; the {len(sel['selected'])} best go on anyway: {', '.join(sel['selected'])}"
+    else:
+        text += f". Go on: {', '.join(sel['selected'])}"
+    text += f". Best changes: {best}."
+    if sel["hurts"]:
+        text += f" Hurt (at least {rule['hurt_pct']:+g}% and worse in every seed): {', '.join(sel['hurts'])}."
+    return text
+
+
+def findings(rows: list[dict[str, Any]], selection: dict[str, Any] | None = None) -> list[str]:
+    """The headline, the screening selection (if the grid has a rule), one finding per compared cell, then what the
+    guidance did, in the grid's order."""
+    out = [headline(rows)] + ([selection_finding(selection)] if selection else [])
+    return out + [f for f in map(cell_finding, rows) if f] + [f for f in map(regime_finding, rows) if f]
