@@ -108,6 +108,26 @@ def test_guided_gradient_of_each_use_matches_captum_by_hand(use):
     torch.testing.assert_close(fake.grad, expected, rtol=1e-10, atol=1e-12)
 
 
+def test_signed_saliency_strengthens_exactly_the_steps_that_brighten_a_pixel():
+    """Why the screen's ``signed`` runs drifted bright (docs/variants.md): with a gradient attribution, a pixel's
+    signed saliency has the sign of G's own step there, so (1 + alpha*A) > 1 wherever G's step raises the pixel and
+    < 1 wherever it lowers it. Every component of G's step raises D's score to first order, so "strengthen what raises
+    D's score" degenerates into a bias towards brighter pixels."""
+    D = _d(1)
+    x = torch.randn(12, 1, 4, 4, dtype=torch.float64)
+    guide = XAIGuidance("saliency", alpha=0.5, use="signed", select="all", target="prob", d_output="logit")
+    guide.explain_kwargs["abs"] = False
+    fake = x.clone().requires_grad_(True)
+    D(guide(fake, D)).sum().backward()  # G raises D's logit: its step is +gradient
+    xx = x.clone().requires_grad_(True)
+    (step,) = torch.autograd.grad(D(xx).sum(), xx)
+    f = fake.grad / step
+    moving = step.abs() > 1e-12
+    assert bool(moving.all())
+    assert torch.equal(f[moving] > 1, step[moving] > 0)
+    assert float(fake.grad.sum()) > float(step.sum())  # the reshaped step adds brightness
+
+
 @pytest.mark.parametrize("use", ["suppress", "replace", "weight", "signed"])
 @pytest.mark.parametrize("normalize_", ["sample-percentile", "softmax", "selected-minmax"])
 def test_shared_step_equals_separate_passes_for_each_use(use, normalize_):

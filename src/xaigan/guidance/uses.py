@@ -12,7 +12,9 @@ Every use maps (gradient, mask, alpha, selected) to the reshaped gradient:
   sample alone this equals ``grad * (1 + alpha * mean(M_i))``, which the shared step computes);
 * ``signed``: ``grad * (1 + alpha * A)``, ``A`` the signed attribution of each explained sample scaled by its largest
   magnitude into [-1, 1]: components whose attribution raises D's score of "real" are strengthened, the others damped
-  (the mask normalisation is not used).
+  (the mask normalisation is not used). With a gradient attribution (saliency) a pixel's A has the sign of G's own
+  step there, so this strengthens every step that brightens a pixel and damps every step that darkens it: a bias in
+  pixel value, not a choice by the explanation (tested; the screening's signed runs drifted bright, docs/variants.md).
 
 Samples not explained keep their gradient, except under ``amplify``, which follows the paper.
 """
