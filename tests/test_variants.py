@@ -16,7 +16,7 @@ from xaigan import config as cfg_mod
 from xaigan.config import ConfigError
 from xaigan.explain import explain
 from xaigan.guidance import XAIGuidance
-from xaigan.guidance.masks import normalize
+from xaigan.guidance.masks import normalize, shuffle_pixels
 from xaigan.guidance.uses import factor, scheduled_alpha, signed_unit
 
 
@@ -175,6 +175,45 @@ def test_config_of_the_variants():
     with pytest.raises(ConfigError):
         cfg_mod.resolve({"xai": "saliency", "xai_clip": 0})
     assert math.isclose(cfg_mod.resolve({}).xai_temperature, 0.25)
+
+
+def test_shuffle_permutes_each_maps_pixels_alike_across_its_channels():
+    maps = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    torch.manual_seed(0)
+    out = shuffle_pixels(maps)
+    flat, shuffled = maps.reshape(4, 3, 25), out.reshape(4, 3, 25)
+    for i in range(4):
+        # where each of channel 0's values went, found by value (they are distinct)
+        order = [int(torch.nonzero(flat[i, 0] == v)[0]) for v in shuffled[i, 0]]
+        assert sorted(order) == list(range(25)) and order != list(range(25))
+        for c in range(3):
+            torch.testing.assert_close(shuffled[i, c], flat[i, c, order], rtol=0, atol=0)
+    assert not torch.equal(out[0], out[1]) or not torch.equal(maps[0], maps[1])
+    assert shuffle_pixels(maps[:0]).shape == (0, 3, 5, 5)
+
+
+@pytest.mark.parametrize("use", ["amplify", "weight"])
+def test_shuffled_guidance_is_the_same_mask_values_in_other_places(use):
+    """The placebo control keeps each explained sample's mask values and moves them; a use that only reads each
+    mask's mean (weight) is unchanged by it."""
+    D = _d(2)
+    x = torch.randn(10, 1, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        D[-1].bias -= D(x).median()
+    kw = dict(alpha=0.6, use=use, normalize="sample-minmax", target="logit", d_output="logit")
+    plain, placebo = XAIGuidance("saliency", **kw), XAIGuidance("saliency", shuffle=True, **kw)
+    m0, m1 = plain.masks(x, D), placebo.masks(x, D)
+    selected = plain.last_selected
+    assert torch.equal(selected, placebo.last_selected) and 0 < int(selected.sum()) < 10
+    a, b = m0[selected].flatten(1), m1[selected].flatten(1)
+    torch.testing.assert_close(a.sort(1).values, b.sort(1).values, rtol=0, atol=0)
+    assert not torch.equal(a, b)
+    if use == "weight":
+        torch.testing.assert_close(plain.loss_weights(), placebo.loss_weights())
+    cfg = cfg_mod.resolve({"xai": "saliency", "xai_shuffle": True})
+    from xaigan.train import build_guidance
+
+    assert build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu")).shuffle
 
 
 def test_a_record_trained_before_the_variants_existed_is_the_same_run(tmp_path):

@@ -128,6 +128,11 @@ class Config:
         99.0, "percentile each map is clipped at (sample-percentile)", range="in (0, 100]", group="xai"
     )
     xai_temperature: float = option(0.25, "temperature of the softmax normalisation", range="> 0", group="xai")
+    xai_shuffle: bool = option(
+        False,
+        "placebo control: permute each map's pixels before it becomes a mask (same values, no locations)",
+        group="xai",
+    )
     xai_target: str = option(
         "prob", "explain D's probability of real or its logit", choices=("prob", "logit"), group="xai"
     )

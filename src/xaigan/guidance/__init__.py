@@ -48,7 +48,7 @@ from xaigan.guidance.gradient import apply as apply
 from xaigan.guidance.gradient import scale as scale
 from xaigan.guidance.health import GuidanceHealthError as GuidanceHealthError
 from xaigan.guidance.health import HealthCheck
-from xaigan.guidance.masks import NORMALIZE, PRIOR_MODES, combine_prior, load_prior, normalize
+from xaigan.guidance.masks import NORMALIZE, PRIOR_MODES, combine_prior, load_prior, normalize, shuffle_pixels
 from xaigan.guidance.masks import minmax as minmax
 from xaigan.guidance.regimes import Regimes
 from xaigan.guidance.uses import SCHEDULES, USES, factor, scheduled_alpha, signed_unit
@@ -58,7 +58,7 @@ SHARED_KWARGS = ("abs", "internal_batch_size")  # saliency settings a shared ste
 CONFIG_KEYS = (
     *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
     *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
-    *("use", "schedule", "end_epoch", "clip", "temperature"),
+    *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle"),
 )
 
 
@@ -125,7 +125,8 @@ class XAIGuidance:
     * ``start_epoch`` (0): :meth:`active` is true from this epoch on.
     * ``use`` (``"amplify"``, the paper), ``schedule`` (``"constant"``; ``end_epoch``: the run's number of
       epochs, for the ramps): see :mod:`xaigan.guidance.uses`; the trainer calls :meth:`at_epoch` each epoch.
-      ``clip``/``temperature``: settings of the ``sample-percentile``/``softmax`` normalisations.
+      ``clip``/``temperature``: settings of the ``sample-percentile``/``softmax`` normalisations. ``shuffle``: the
+      placebo control, each explained sample's map with its pixels permuted (:func:`masks.shuffle_pixels`).
     * ``patience`` (50), ``strict`` (False): the health check. With ``select="fake"``, no sample explained for
       ``patience`` consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
       explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an event in
@@ -163,6 +164,7 @@ class XAIGuidance:
         end_epoch: int | None = None,
         clip: float = 99.0,
         temperature: float = 0.25,
+        shuffle: bool = False,
     ) -> None:
         if prior_mode != "replace":
             _explain.get(method)
@@ -196,7 +198,7 @@ class XAIGuidance:
         self.explain_kwargs = dict(explain_kwargs or {})
         self.start_epoch = int(start_epoch)
         self.use, self.schedule, self.end_epoch = use, schedule, end_epoch
-        self.clip, self.temperature = float(clip), float(temperature)
+        self.clip, self.temperature, self.shuffle = float(clip), float(temperature), bool(shuffle)
         self.alpha_now = self.alpha  # alpha in the current epoch (see schedule)
         self._health = HealthCheck(patience, strict)
         self._prior_cache: dict[tuple, Tensor] = {}
@@ -280,6 +282,7 @@ class XAIGuidance:
             mask[selected] = self._prior_for(x)
         elif n:
             maps = self.explain_maps(x[selected], D, batch=x) if all_maps is None else all_maps.detach()[selected]
+            maps = shuffle_pixels(maps) if self.shuffle else maps
             if self.use == "signed":
                 mask[selected] = signed_unit(maps)
             else:

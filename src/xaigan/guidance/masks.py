@@ -81,6 +81,17 @@ def normalize(
     raise ValueError(f"normalize must be one of {NORMALIZE}, got {how!r}")
 
 
+def shuffle_pixels(maps: Tensor) -> Tensor:
+    """Each map with its pixel positions permuted at random (one permutation per sample, shared by its channels;
+    the global RNG): the same values, D's locations lost. The placebo control of a guidance (``xai_shuffle``)."""
+    if maps.numel() == 0:
+        return maps
+    n, c = maps.shape[:2]
+    flat = maps.reshape(n, c, -1)
+    order = torch.argsort(torch.rand(n, flat.shape[2], device=maps.device), dim=1)
+    return flat.gather(2, order.unsqueeze(1).expand_as(flat)).view_as(maps)
+
+
 def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
     """A grey ``(1, H, W)`` prior in [0, 1] from an image file, resized (bilinear) to ``size = (H, W)``."""
     from PIL import Image

@@ -91,6 +91,7 @@ def build_guidance(
         end_epoch=cfg.epochs,
         clip=cfg.xai_clip,
         temperature=cfg.xai_temperature,
+        shuffle=cfg.xai_shuffle,
     )
 
 
