@@ -260,6 +260,9 @@ def test_finding_of_an_insignificant_cell_states_the_designs_power():
     assert 100 * (diffs.mean() - half) / base > -23 and "the paper's 23% lies outside the 95% CI" in text
     assert headline([{"cell": "normal", "baseline": None}, row]).startswith("At this budget: no significant")
     assert cell_finding({"cell": "normal", "baseline": None}) is None
+    paired["p"], paired["p_holm"] = 0.012, 0.2  # one of many comparisons: the raw CI excludes 0, Holm does not
+    text = cell_finding(row)
+    assert "Significant alone (p < 0.05), not after correcting" in text and "within seed noise" not in text
 
 
 def test_findings_say_what_the_guidance_did_in_its_steps():

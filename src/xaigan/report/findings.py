@@ -36,8 +36,12 @@ def cell_finding(row: dict[str, Any]) -> str | None:
     if p_holm < LEVEL:
         return text + f" The difference is significant at {LEVEL:g} after correction."
     power = paired_power(PAPER_GAIN * paired["base_mean"], paired["sd_diff"], n)
+    if paired["p"] < LEVEL:  # the uncorrected CI excludes 0, but this is one of the grid's several comparisons
+        text += f" Significant alone (p < {LEVEL:g}), not after correcting for the grid's comparisons."
+    else:
+        text += " Not significant: the difference is within seed noise."
     text += (
-        " Not significant: the difference is within seed noise. With this spread, the design detects a true "
+        " With this spread, the design detects a true "
         f"change of {paired['mde_pct']:.1f}% with 80% power, and the paper's {100 * PAPER_GAIN:.0f}% gain with "
         f"probability {power:.2f}."
     )
