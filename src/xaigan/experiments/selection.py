@@ -29,13 +29,13 @@ class SelectionRule:
         """The rule from a grid file's ``select`` mapping (missing keys take the defaults)."""
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: 'select' must be a mapping, got {type(raw).__name__}")
-        known = {f.name: f.type for f in fields(cls)}
+        known = {f.name: type(f.default) for f in fields(cls)}  # every field's default has the field's type
         unknown = sorted(set(raw) - set(known))
         if unknown:
             raise ConfigError(f"{where}: unknown select key(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
         values: dict[str, Any] = {}
         for key, value in raw.items():
-            want_int = known[key] == "int"
+            want_int = known[key] is int
             ok = isinstance(value, int) if want_int else isinstance(value, (int, float))
             if isinstance(value, bool) or not ok or not math.isfinite(value):
                 raise ConfigError(f"{where}: select {key} must be {'an integer' if want_int else 'a number'}")

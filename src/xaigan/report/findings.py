@@ -97,7 +97,6 @@ def selection_finding(sel: dict[str, Any]) -> str:
         return text + f". Not applied yet: {', '.join(sel['pending'])} lack some of the {sel['n_seeds']} seeds."
     ranked = sel["ranking"][:5]
     best = ", ".join(f"{c['cell']} {c['change_pct']:+.1f}% ({c['lower_in']}/{c['n_pairs']})" for c in ranked)
-
     if sel["fallback"]:
         text += f". None qualifies; the {len(sel['selected'])} best go on anyway: {', '.join(sel['selected'])}"
     else:
