@@ -325,3 +325,53 @@ def test_weight_use_weights_each_samples_loss_with_a_batchnorm_d():
     F.binary_cross_entropy_with_logits(out, torch.full_like(out, cfg.g_target)).backward()
     scaled = plain.grad * w.view(-1, 1, 1, 1)  # what scaling each sample's gradient would give: not the same here
     assert not torch.allclose(scaled, ref.grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("use", ["amplify", "weight"])
+def test_flat_control_gives_every_explained_sample_the_mean_mask(use):
+    """The content-free control: each explained sample's mask is the mean over all explained samples' masks (a
+    hand computation from the plain guidance's masks); the others keep theirs; for weight every explained sample
+    gets the same weight 1 + alpha * that mean."""
+    D = _d(2)
+    x = torch.randn(10, 1, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        D[-1].bias -= D(x).median()
+    kw = dict(alpha=0.6, use=use, normalize="sample-minmax", target="logit", d_output="logit")
+    plain, flat = XAIGuidance("saliency", **kw), XAIGuidance("saliency", flat=True, **kw)
+    m0, m1 = plain.masks(x, D), flat.masks(x, D)
+    sel = plain.last_selected
+    assert torch.equal(sel, flat.last_selected) and 0 < int(sel.sum()) < 10
+    level = sum(float(m0[i].sum()) for i in range(10) if sel[i]) / (int(sel.sum()) * m0[0].numel())
+    torch.testing.assert_close(m1[sel], torch.full_like(m1[sel], level))
+    torch.testing.assert_close(m1[~sel], m0[~sel], rtol=0, atol=0)
+    assert float(m0[sel].std()) > 0.1  # the plain masks did vary
+    if use == "weight":
+        w = flat.loss_weights()
+        torch.testing.assert_close(w[sel], torch.full_like(w[sel], 1 + 0.6 * level))
+        torch.testing.assert_close(w[~sel], torch.ones_like(w[~sel]))
+    with pytest.raises(ValueError, match="choose one"):
+        XAIGuidance("saliency", shuffle=True, flat=True)
+    with pytest.raises(ConfigError, match="at most one"):
+        cfg_mod.resolve({"xai": "saliency", "xai_shuffle": True, "xai_flat": True})
+    from xaigan.train import build_guidance
+
+    cfg = cfg_mod.resolve({"xai": "saliency", "xai_flat": True})
+    assert build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu")).flat
+
+
+@pytest.mark.parametrize("use", ["amplify", "weight"])
+def test_flat_control_in_the_shared_step_equals_separate_passes(use):
+    """The control takes the same path in G's shared saliency step as in a separate explanation pass."""
+    G, D = _nets(prob=False)
+    real = torch.rand(B, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        D[4].bias -= D(G(torch.randn(B, NOISE))).median()
+    kw = dict(alpha=0.7, use=use, normalize="sample-minmax", target="prob", d_output="auto", flat=True)
+    separate = XAIGuidance("saliency", explain_mode="train", **kw)
+    shared = XAIGuidance("saliency", explain_mode="step", **kw)
+    cfg = _cfg(d_output="logit")
+    Ga, Gb = _step(G, D, real, cfg, separate), _step(G, D, real, cfg, shared)
+    assert 0 < shared.stats["n_explained"] < B
+    for a, b, g0 in zip(Ga.parameters(), Gb.parameters(), G.parameters()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+        assert not torch.equal(a, g0)

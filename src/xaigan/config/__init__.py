@@ -133,6 +133,11 @@ class Config:
         "placebo control: permute each map's pixels before it becomes a mask (same values, no locations)",
         group="xai",
     )
+    xai_flat: bool = option(
+        False,
+        "content-free control: every explained sample's mask is the mean of the explained masks",
+        group="xai",
+    )
     xai_target: str = option(
         "prob", "explain D's probability of real or its logit", choices=("prob", "logit"), group="xai"
     )
@@ -207,6 +212,8 @@ class Config:
                 f"xai_use suppress with alpha {self.alpha} > 1 reverses G's gradient where the mask is above 1/alpha; "
                 "use alpha <= 1"
             )
+        if self.xai_shuffle and self.xai_flat:
+            raise ConfigError("xai_shuffle and xai_flat are two controls of a guidance: set at most one")
         if self.xai_select == "fake" and self.xai_threshold == 0:
             raise ConfigError(
                 "xai_threshold 0 selects no sample (a probability is never below 0): guidance would never run"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -48,8 +47,18 @@ from xaigan.guidance.gradient import apply as apply
 from xaigan.guidance.gradient import scale as scale
 from xaigan.guidance.health import GuidanceHealthError as GuidanceHealthError
 from xaigan.guidance.health import HealthCheck
-from xaigan.guidance.masks import NORMALIZE, PRIOR_MODES, combine_prior, load_prior, normalize, shuffle_pixels
+from xaigan.guidance.masks import (
+    NORMALIZE,
+    PRIOR_MODES,
+    combine_prior,
+    flatten_explained,
+    load_prior,
+    normalize,
+    shuffle_pixels,
+)
 from xaigan.guidance.masks import minmax as minmax
+from xaigan.guidance.protocol import Guidance as Guidance
+from xaigan.guidance.protocol import describe
 from xaigan.guidance.regimes import Regimes
 from xaigan.guidance.uses import SCHEDULES, USES, factor, scheduled_alpha, signed_unit
 
@@ -58,43 +67,8 @@ SHARED_KWARGS = ("abs", "internal_batch_size")  # saliency settings a shared ste
 CONFIG_KEYS = (
     *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
     *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
-    *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle"),
+    *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle", "flat"),
 )
-
-
-@runtime_checkable
-class Guidance(Protocol):
-    """What a trainer calls on an xAI guidance (implemented by :class:`XAIGuidance`).
-
-    ``guide(fake, D, scores)``: ``fake`` with G's gradient at it reshaped (``scores``: D's raw outputs on ``fake``
-    if already known); ``active(epoch)``: used in this 0-based epoch?; ``stats``: numbers about the last call, for
-    logging; ``drain_events()``: events (health warnings) since the last drain, clearing them; ``state_dict()`` /
-    ``load_state_dict()``: JSON-able state so that a resumed run behaves and counts the same;
-    ``explain_maps(x, D)``: detached explanations of every sample of ``x`` (heat-map figures).
-    """
-
-    stats: dict
-
-    def __call__(self, fake: Tensor, D: nn.Module, scores: Tensor | None = None) -> Tensor: ...
-    def active(self, epoch: int) -> bool: ...
-    def drain_events(self) -> list[dict]: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-    def explain_maps(self, x: Tensor, D: nn.Module, batch: Tensor | None = None) -> Tensor: ...
-
-
-def _describe(value: object) -> object:
-    if isinstance(value, Tensor):
-        return f"tensor{tuple(value.shape)}"
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_describe(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _describe(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return getattr(value, "__name__", type(value).__name__)
 
 
 class XAIGuidance:
@@ -126,7 +100,9 @@ class XAIGuidance:
     * ``use`` (``"amplify"``, the paper), ``schedule`` (``"constant"``; ``end_epoch``: the run's number of
       epochs, for the ramps): see :mod:`xaigan.guidance.uses`; the trainer calls :meth:`at_epoch` each epoch.
       ``clip``/``temperature``: settings of the ``sample-percentile``/``softmax`` normalisations. ``shuffle``: the
-      placebo control, each explained sample's map with its pixels permuted (:func:`masks.shuffle_pixels`).
+      placebo control, each explained sample's map with its pixels permuted (:func:`masks.shuffle_pixels`);
+      ``flat``: the content-free control, every explained sample's mask one number, the mean of the explained
+      masks (:func:`masks.flatten_explained`). At most one of the two.
     * ``patience`` (50), ``strict`` (False): the health check. With ``select="fake"``, no sample explained for
       ``patience`` consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
       explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an event in
@@ -165,6 +141,7 @@ class XAIGuidance:
         clip: float = 99.0,
         temperature: float = 0.25,
         shuffle: bool = False,
+        flat: bool = False,
     ) -> None:
         if prior_mode != "replace":
             _explain.get(method)
@@ -180,6 +157,8 @@ class XAIGuidance:
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if shuffle and flat:
+            raise ValueError("shuffle and flat are two controls: choose one")
         if prior_mode == "replace" and prior is None:
             raise ValueError("prior_mode='replace' needs a prior")
         if schedule != "constant" and end_epoch is None:
@@ -198,7 +177,8 @@ class XAIGuidance:
         self.explain_kwargs = dict(explain_kwargs or {})
         self.start_epoch = int(start_epoch)
         self.use, self.schedule, self.end_epoch = use, schedule, end_epoch
-        self.clip, self.temperature, self.shuffle = float(clip), float(temperature), bool(shuffle)
+        self.clip, self.temperature = float(clip), float(temperature)
+        self.shuffle, self.flat = bool(shuffle), bool(flat)
         self.alpha_now = self.alpha  # alpha in the current epoch (see schedule)
         self._health = HealthCheck(patience, strict)
         self._prior_cache: dict[tuple, Tensor] = {}
@@ -211,7 +191,7 @@ class XAIGuidance:
 
     def config(self) -> dict:
         """The settings, JSON-friendly (tensors appear as their shapes)."""
-        return {name: _describe(getattr(self, name)) for name in CONFIG_KEYS}
+        return {name: describe(getattr(self, name)) for name in CONFIG_KEYS}
 
     @property
     def patience(self) -> int:
@@ -289,6 +269,7 @@ class XAIGuidance:
                 mask = normalize(maps, selected, self.normalize, self.clip, self.temperature)
             if self.prior is not None:
                 mask[selected] = combine_prior(mask[selected], self._prior_for(x), self.prior_mode)
+            mask = flatten_explained(mask, selected) if self.flat else mask
         self.last_mask, self.last_selected, self.last_maps = mask, selected, maps
         self._regimes.update(mask, selected)
         self.stats = {

@@ -92,6 +92,17 @@ def shuffle_pixels(maps: Tensor) -> Tensor:
     return flat.gather(2, order.unsqueeze(1).expand_as(flat)).view_as(maps)
 
 
+def flatten_explained(mask: Tensor, selected: Tensor) -> Tensor:
+    """Every explained sample's mask replaced by one number, the mean of all explained samples' masks: the same
+    average strength on the same samples, with which pixels and which samples D pointed at lost. The content-free
+    control of a guidance (``xai_flat``); the samples not explained keep their mask."""
+    if not bool(selected.any()):
+        return mask
+    out = mask.clone()
+    out[selected] = mask[selected].mean()
+    return out
+
+
 def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
     """A grey ``(1, H, W)`` prior in [0, 1] from an image file, resized (bilinear) to ``size = (H, W)``."""
     from PIL import Image
@@ -117,4 +128,13 @@ def combine_prior(mask: Tensor, prior: Tensor, mode: str = "multiply") -> Tensor
     raise ValueError(f"prior_mode must be one of {PRIOR_MODES}, got {mode!r}")
 
 
-__all__ = ["NORMALIZE", "PRIOR_MODES", "combine_prior", "load_prior", "minmax", "normalize"]
+__all__ = [
+    "NORMALIZE",
+    "PRIOR_MODES",
+    "combine_prior",
+    "flatten_explained",
+    "load_prior",
+    "minmax",
+    "normalize",
+    "shuffle_pixels",
+]

@@ -92,6 +92,7 @@ def build_guidance(
         clip=cfg.xai_clip,
         temperature=cfg.xai_temperature,
         shuffle=cfg.xai_shuffle,
+        flat=cfg.xai_flat,
     )
 
 
