@@ -95,3 +95,32 @@ def test_report_applies_the_grid_files_rule(tmp_path):
     assert "saliency -2.4% (3/3), lime +9.7% (0/3)" in findings
     assert "Hurt (at least +5% and worse in every seed): lime" in findings
     assert "None qualifies" in html_path.read_text()
+
+
+def test_report_compares_each_control_with_the_cell_it_controls(tmp_path):
+    """A grid's ``controls`` (control cell -> cell): the cell against its control on the same seeds, as its own
+    Holm family, checked against scipy's paired t-test on the fake grid's FIDs."""
+    from scipy import stats
+
+    from tests.test_report import FIDS
+
+    out = fake_grid_output(tmp_path / "grid")
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["controls"] = {"lime": "saliency"}
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec))
+    md_path, _ = build_report(out)
+    findings = md_path.read_text().split("## Findings")[1].split("## Results")[0]
+    p = stats.ttest_rel(FIDS["saliency"], FIDS["lime"]).pvalue
+    diffs = [a - b for a, b in zip(FIDS["saliency"], FIDS["lime"])]
+    pct = 100 * abs(sum(diffs) / 3) / (sum(FIDS["lime"]) / 3)
+    expected = (
+        f"saliency vs its control lime: {pct:.1f}% lower FID over 3 paired seeds; "
+        f"95% CI -"  # the interval's text is checked by the baseline findings' tests
+    )
+    assert expected in findings
+    assert f"paired t-test p = {p:.3g}, Holm-adjusted over the grid's controls {p:.3g}; lower FID in 3 of 3" in findings
+    assert ("Significant: saliency gains" in findings) == (p < 0.05)
+    spec["controls"] = {"lime": "lime"}
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="must name two different cells"):
+        load_grid(out / "grid.yaml")

@@ -143,8 +143,13 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if cell in grid.original:
             row["original"] = grid.original[cell]
         rows.append(row)
-    adjusted = holm({r["cell"]: r["paired"]["p"] for r in rows if "paired" in r})
     for r in rows:
-        if "paired" in r:
-            r["paired"]["p_holm"] = adjusted[r["cell"]]
+        if r["cell"] in grid.controls and by_cell[r["cell"]]:
+            of = grid.controls[r["cell"]]
+            r["control"] = {"of": of, **paired_test(fid_by_seed[of], fid_by_seed[r["cell"]])}
+    for key in ("paired", "control"):  # two families: each cell vs its baseline, each cell vs its control
+        adjusted = holm({r["cell"]: r[key]["p"] for r in rows if key in r})
+        for r in rows:
+            if key in r:
+                r[key]["p_holm"] = adjusted[r["cell"]]
     return rows

@@ -16,7 +16,8 @@ RESERVED = frozenset(
 )
 
 GRID_KEYS = frozenset(
-    {"name", "description", "base", "cells", "budgets", "evaluation", "compare", "original", "seeds", "select"}
+    {"name", "description", "base", "cells", "budgets", "evaluation", "compare", "controls", "original", "seeds"}
+    | {"select"}
 )
 
 
@@ -40,6 +41,7 @@ class Grid:
     budgets: dict[str, dict[str, Any]]
     evaluation: dict[str, Any] = field(default_factory=dict)
     compare: dict[str, str] = field(default_factory=dict)
+    controls: dict[str, str] = field(default_factory=dict)  # control cell -> the cell it controls (same seeds)
     original: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     seeds: list[int] | None = None
@@ -101,6 +103,7 @@ def load_grid(path: str | Path) -> Grid:
         budgets={str(k): (v or {}) for k, v in budgets.items()},
         evaluation=raw.get("evaluation") or {},
         compare=raw.get("compare") or {},
+        controls=raw.get("controls") or {},
         original=raw.get("original") or {},
         description=raw.get("description", ""),
         seeds=raw.get("seeds"),
@@ -119,6 +122,9 @@ def load_grid(path: str | Path) -> Grid:
     for cell, other in grid.compare.items():
         if cell not in grid.cells or other not in grid.cells:
             raise config_mod.ConfigError(f"{path}: compare {cell} -> {other} names a cell that does not exist")
+    for control, cell in grid.controls.items():
+        if control not in grid.cells or cell not in grid.cells or control == cell:
+            raise config_mod.ConfigError(f"{path}: controls {control} -> {cell} must name two different cells")
     bad_eval = set(grid.evaluation) - {"n", "features", "reference"}
     if bad_eval:
         raise config_mod.ConfigError(

@@ -68,6 +68,29 @@ def headline(rows: list[dict[str, Any]]) -> str:
     return "At this budget: " + "; ".join(parts) + " (paired t-tests, Holm-corrected at 0.05)."
 
 
+def control_finding(row: dict[str, Any]) -> str | None:
+    """A cell against the control run beside it on the same seeds (grid ``controls``): does its effect need what
+    the control takes away (the explanation's content)? None for a cell that is no control."""
+    ctl = row.get("control")
+    if not ctl:
+        return None
+    of, n = ctl["of"], ctl["n_pairs"]
+    if n < 2 or not math.isfinite(ctl["p"]):
+        return f"{of} vs its control {row['cell']}: {n} paired seed{'s' if n != 1 else ''} so far, too few to compare."
+    pct, half = ctl["diff_pct"], ctl["diff_pct_ci95"]
+    p_holm = ctl.get("p_holm", ctl["p"])
+    text = (
+        f"{of} vs its control {row['cell']}: {abs(pct):.1f}% {'lower' if pct < 0 else 'higher'} FID over {n} "
+        f"paired seeds; 95% CI {_pct(pct - half)} to {_pct(pct + half)}; paired t-test p = {ctl['p']:.3g}, "
+        f"Holm-adjusted over the grid's controls {p_holm:.3g}; lower FID in {ctl['lower_in']} of {n} seeds."
+    )
+    if p_holm < LEVEL and pct < 0:
+        return text + f" Significant: {of} gains from what its control removes."
+    if p_holm < LEVEL:
+        return text + f" Significant: the control does better than {of}."
+    return text + f" Not significant: {of} cannot be told apart from its control at this number of seeds."
+
+
 def regime_finding(row: dict[str, Any]) -> str | None:
     """What the guidance did in a cell's guided steps: how many explained some, all or none of the batch."""
     reg = row.get("regimes")
@@ -111,4 +134,5 @@ def findings(rows: list[dict[str, Any]], selection: dict[str, Any] | None = None
     """The headline, the screening selection (if the grid has a rule), one finding per compared cell, then what the
     guidance did, in the grid's order."""
     out = [headline(rows)] + ([selection_finding(selection)] if selection else [])
-    return out + [f for f in map(cell_finding, rows) if f] + [f for f in map(regime_finding, rows) if f]
+    out += [f for f in map(cell_finding, rows) if f] + [f for f in map(control_finding, rows) if f]
+    return out + [f for f in map(regime_finding, rows) if f]
