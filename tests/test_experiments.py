@@ -129,3 +129,27 @@ def test_study_grids_load_at_the_papers_schedule(name):
         if cfg.xai != "none":  # the original switches xAI on at epoch ceil(E/2)
             assert cfg.xai_start_epoch == -(-cfg.epochs // 2)
     assert len(grid.seeds) >= (10 if name == "fmnist35-powered" else 3)
+
+
+def test_reproduce_one_row_runs_that_cell_and_its_baseline_only(tmp_path, capsys):
+    """``--cells saliency+da``: the cell and the baseline it is compared with (normal+da), nothing else; an unknown
+    cell is one error naming the grid's cells, before anything is written."""
+    write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
+    path = _grid_file(tmp_path, f"folder:{tmp_path / 'imgs'}", controls={"saliency": "saliency+da"})
+    grid = load_grid(path)
+    assert grid.with_references(["saliency+da"]) == ["normal+da", "saliency+da"]
+    assert grid.with_references(["saliency"]) == ["normal", "saliency", "normal+da", "saliency+da"]
+    out = tmp_path / "out"
+    assert (
+        cli.main(["reproduce", str(path), "--seeds", "1", "--out", str(out), "--quiet", "--cells", "saliency+da"]) == 0
+    )
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "report_files") == [
+        "normal+da",
+        "saliency+da",
+    ]
+    assert RunDir(out / "saliency+da" / "seed_0").state() == "done"
+    assert "saliency+da vs normal+da" in (out / "report.md").read_text()
+    assert cli.main(["reproduce", str(path), "--out", str(tmp_path / "o2"), "--cells", "salency"]) == 2
+    err = capsys.readouterr().err
+    assert "no cell salency in grid tiny; cells: normal, saliency, normal+da, saliency+da" in err
+    assert not (tmp_path / "o2").exists()

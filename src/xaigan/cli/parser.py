@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("grid", help="grid YAML, e.g. configs/paper/fmnist35.yaml")
     rep.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: the grid's, else 3)")
     rep.add_argument("--budget", default="quick", help="a budget the grid defines (quick, paper)")
+    rep.add_argument(
+        "--cells",
+        help="comma-separated cells to run (one row of a study), with the cells they are compared with; default all",
+    )
     rep.add_argument("--out", help="output folder (default runs/GRID-BUDGET)")
     rep.add_argument("--no-eval", action="store_true", help="train only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")

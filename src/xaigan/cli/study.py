@@ -56,6 +56,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     out = Path(args.out) if args.out else Path("runs") / f"{grid.name}-{args.budget}"
     seeds = _seeds(args, grid)
+    cells = None
+    if args.cells:
+        cells = grid.with_references([c.strip() for c in args.cells.split(",") if c.strip()])
+        print(f"cells: {', '.join(cells)}")
     workers = args.workers
     if workers != "auto":
         try:
@@ -94,6 +98,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             record=args.record,
             executor=args.executor,
             ray_options=ray_options,
+            cells=cells,
         )
     except RunsFailedError as exc:
         failed = exc

@@ -70,12 +70,28 @@ class Grid:
                 return other
         return None
 
-    def runs(self, out: Path, budget: str, seeds: list[int]) -> list[RunSpec]:
-        """Every (cell, seed) run, seed-major so an interrupted grid has all modes for its first seeds."""
+    def with_references(self, cells: list[str]) -> list[str]:
+        """``cells`` and what they are compared with (baselines, the cells controls control), in the grid's order.
+        An unknown name is a ConfigError naming the grid's cells."""
+        unknown = [c for c in cells if c not in self.cells]
+        if unknown:
+            raise config_mod.ConfigError(
+                f"no cell {', '.join(unknown)} in grid {self.name}; cells: {', '.join(self.cells)}"
+            )
+        wanted = set(cells)
+        wanted |= {b for c in cells if (b := self.baseline(c)) is not None}
+        wanted |= {self.controls[c] for c in cells if c in self.controls}
+        wanted |= {b for c in list(wanted) if (b := self.baseline(c)) is not None}
+        return [c for c in self.cells if c in wanted]
+
+    def runs(self, out: Path, budget: str, seeds: list[int], cells: list[str] | None = None) -> list[RunSpec]:
+        """Every (cell, seed) run (of ``cells`` only, if given), seed-major so an interrupted grid has all modes for
+        its first seeds."""
+        chosen = list(self.cells) if cells is None else [c for c in self.cells if c in set(cells)]
         return [
             RunSpec(cell, seed, self.cell_config(cell, budget, seed), Path(out) / cell / f"seed_{seed}")
             for seed in seeds
-            for cell in self.cells
+            for cell in chosen
         ]
 
 

@@ -35,6 +35,7 @@ def run_grid(
     record: str | Path | None = None,
     executor: str = "local",
     ray_options: dict[str, Any] | None = None,
+    cells: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every run of ``grid`` into ``out``; return one record per run. With ``workers`` > 1 the
     runs are trained that many at a time in separate processes (see :mod:`xaigan.experiments.workers`), then
@@ -42,11 +43,12 @@ def run_grid(
     runs' small artefacts (:mod:`xaigan.experiments.record`): runs recorded there are skipped, and each run finished
     and evaluated here is recorded there. ``executor="ray"`` trains the runs as Ray tasks instead
     (:func:`xaigan.experiments.cluster.train_on_ray`, given ``ray_options``); runs that fail there are written to
-    ``grid.json`` and raised as :class:`RunsFailedError` after every other run is finished, evaluated and recorded."""
+    ``grid.json`` and raised as :class:`RunsFailedError` after every other run is finished, evaluated and recorded.
+    ``cells``: run only these cells (the grid file is still copied whole)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
-    specs = grid.runs(out, budget, seeds)
+    specs = grid.runs(out, budget, seeds, cells)
     done_before: dict[tuple[str, int], RunSpec] = {}
     if record is not None and evaluate:
         write_record_meta(record, grid, budget, seeds)
