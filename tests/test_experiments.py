@@ -101,7 +101,10 @@ def test_reproduce_skips_finished_and_resumes_partial(tmp_path):
     assert n_fid(out / "normal" / "seed_0") == 2  # eval_every 1: FID after each of the 2 epochs
     assert n_fid(spec.run_dir) == 1  # interrupted outside the grid in epoch 1: only epoch 1 ran under the grid
     report = (out / "report.md").read_text()
-    assert report.count("\n| ") == 1 + 4  # header + one row per cell
+    results = report.split("## Results")[1].split("## Late FID")[0]
+    assert results.count("\n| ") == 1 + 4  # header + one row per cell
+    late = report.split("## Late FID")[1].split("## Curves")[0]
+    assert late.count("\n| ") == 1 + 2  # header + the two cells compared with a baseline
     assert "saliency" in report and (out / "report.html").is_file()
     # Another budget into the same folder is refused, not mixed in.
     assert cli.main(["reproduce", str(path), "--budget", "paper", "--out", str(out), "--quiet"]) == 2

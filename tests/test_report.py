@@ -64,7 +64,8 @@ def test_report_numbers(tmp_path):
     out = fake_grid_output(tmp_path / "grid")
     md_path, html_path = build_report(out)
     md = md_path.read_text()
-    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| cell")]
+    results = md.split("## Results")[1].split("## Late FID")[0]
+    rows = [line for line in results.splitlines() if line.startswith("| ") and not line.startswith("| cell")]
     assert [r.split(" | ")[0][2:] for r in rows] == ["normal", "saliency", "lime"]
     saliency = rows[1]
     base, mine = np.mean(FIDS["normal"]), np.mean(FIDS["saliency"])
@@ -301,3 +302,22 @@ def test_findings_say_what_the_guidance_did_in_its_steps():
     assert text.startswith("saliency: of 20 guided steps, 18 explained part of the batch, 1 all of it, 1 none")
     assert "mean mask was 0.003 and the others' 1" in text
     assert regimes([{"summary": {}}]) is None and regime_finding({"cell": "normal", "regimes": None}) is None
+
+
+def test_late_fid_table_averages_the_last_in_training_evaluations(tmp_path):
+    """Each fake run logs in-training FIDs fid + 10 and fid (two evaluations, fewer than 3: both averaged), so its
+    late FID is fid + 5; the table's paired change and t-test are checked against scipy on those numbers."""
+    out = fake_grid_output(tmp_path / "grid")
+    md_path, html_path = build_report(out)
+    md = md_path.read_text()
+    section = md.split("## Late FID (robustness check)")[1].split("## Curves")[0]
+    late = {c: [f + 5 for f in fids] for c, fids in FIDS.items()}
+    for cell in ("saliency", "lime"):
+        diffs = np.subtract(late[cell], late["normal"])
+        pct = 100 * diffs.mean() / np.mean(late["normal"])
+        p = stats.ttest_rel(late[cell], late["normal"]).pvalue
+        row = next(line for line in section.splitlines() if line.startswith(f"| {cell} |"))
+        assert f"| {np.mean(late[cell]):.2f} | {pct:+.1f}% ± " in row
+        assert f"p={p:.3f} (Holm " in row
+    assert "| normal |" not in section
+    assert 'id="late"' in html_path.read_text()

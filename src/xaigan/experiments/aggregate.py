@@ -104,6 +104,9 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if record["eval"]:
             by_cell.setdefault(record["cell"], []).append(record)
     fid_by_seed = {c: {r["seed"]: r["eval"]["fid"] for r in rs} for c, rs in by_cell.items()}
+    late_by_seed = {
+        c: {r["seed"]: r["late_fid"] for r in rs if r.get("late_fid") is not None} for c, rs in by_cell.items()
+    }
     step_time = {c: float(np.median([_step_median(r) for r in rs])) if rs else math.nan for c, rs in by_cell.items()}
     rows = []
     for cell, runs in by_cell.items():
@@ -129,6 +132,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             "confident": _mean_of(runs, "confident"),
             "wall_s": float(np.mean([r["summary"]["train_seconds"] for r in runs])) if runs else math.nan,
             "sec_per_step": step_time[cell],
+            "late_fid_mean": mean_ci(list(late_by_seed[cell].values()))[0] if late_by_seed[cell] else math.nan,
             "extractor": runs[0]["eval"]["extractor"]["id"] if runs else None,
             "regimes": regimes(runs),
             "baseline": grid.baseline(cell),
@@ -140,6 +144,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             row["step_time"] = paired_step_ratio(runs, by_cell[base])
             row["step_time_ratio"] = row["step_time"]["ratio"]
             row["paired"] = paired_test(fid_by_seed[cell], fid_by_seed[base])
+            if late_by_seed[cell] and late_by_seed[base]:
+                row["late"] = paired_test(late_by_seed[cell], late_by_seed[base])
         if cell in grid.original:
             row["original"] = grid.original[cell]
         rows.append(row)
@@ -147,7 +153,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if r["cell"] in grid.controls and by_cell[r["cell"]]:
             of = grid.controls[r["cell"]]
             r["control"] = {"of": of, **paired_test(fid_by_seed[of], fid_by_seed[r["cell"]])}
-    for key in ("paired", "control"):  # two families: each cell vs its baseline, each cell vs its control
+    # Holm families: each cell vs its baseline, each cell vs its control, the late FIDs vs the baseline's
+    for key in ("paired", "control", "late"):
         adjusted = holm({r["cell"]: r[key]["p"] for r in rows if key in r})
         for r in rows:
             if key in r:

@@ -133,11 +133,17 @@ class RunsFailedError(RuntimeError):
         )
 
 
+LATE_EVALS = 3  # in-training evaluations averaged into a run's late FID
+
+
 def collect(spec: RunSpec) -> dict[str, Any]:
     """What aggregation needs from one finished run folder (``step_median``: the median of the logged per-step
-    times, robust to a stall or a competing job, unlike the summary's mean)."""
+    times, robust to a stall or a competing job, unlike the summary's mean; ``late_fid``: the mean of the last
+    :data:`LATE_EVALS` in-training FIDs, or of as many as there are, None without any)."""
     run = RunDir(spec.run_dir)
-    times = [m["sec_per_step"] for m in run.read_metrics() if isinstance(m.get("sec_per_step"), (int, float))]
+    metrics = run.read_metrics()
+    times = [m["sec_per_step"] for m in metrics if isinstance(m.get("sec_per_step"), (int, float))]
+    fids = [float(m["fid"]) for m in metrics if isinstance(m.get("fid"), (int, float))][-LATE_EVALS:]
     return {
         "cell": spec.cell,
         "seed": spec.seed,
@@ -145,4 +151,5 @@ def collect(spec: RunSpec) -> dict[str, Any]:
         "summary": run.read_summary(),
         "eval": run.read_eval(),
         "step_median": float(statistics.median(times)) if times else None,
+        "late_fid": float(statistics.fmean(fids)) if fids else None,
     }

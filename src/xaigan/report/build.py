@@ -96,6 +96,36 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+LATE_COLUMNS = ("cell", "late FID mean", "Δ late FID vs base (paired, 95% CI)", "paired t-test", "Δ final FID")
+LATE_NOTE = (
+    "The final FID is one checkpoint's, and a GAN's FID swings from one evaluation to the next. Here each run's "
+    "late FID is the mean of its last 3 in-training evaluations (on the run's eval_n samples, fewer than the final "
+    "evaluation's, so higher in absolute value), compared as above: a check that a change does not hinge on the "
+    "last epoch. Exploratory unless a study's protocol names it."
+)
+
+
+def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The late-FID table as strings (cells compared with a baseline only), in :data:`LATE_COLUMNS` order."""
+    out = []
+    for r in rows:
+        late, paired = r.get("late"), r.get("paired") or {}
+        if not late or not late["n_pairs"]:
+            continue
+        test = f"p={_fmt(late['p'], 3)} (Holm {_fmt(late.get('p_holm', math.nan), 3)}), "
+        test += f"lower in {late['lower_in']}/{late['n_pairs']}"
+        out.append(
+            [
+                r["cell"],
+                _fmt(r["late_fid_mean"]),
+                f"{late['diff_pct']:+.1f}% ± {_fmt(late['diff_pct_ci95'], 1)} vs {r['baseline']}",
+                test,
+                f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
+            ]
+        )
+    return out
+
+
 def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """Per chart, per cell: seed-averaged per-epoch series of FID, G loss and D loss."""
     acc: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -163,6 +193,11 @@ def _markdown(
     lines += [f"- {_md_text(n)}" for n in notes] + [""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in table_rows(rows)]
+    late = late_rows(rows)
+    if late:
+        lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""]
+        lines += ["| " + " | ".join(LATE_COLUMNS) + " |", "|" + "---|" * len(LATE_COLUMNS)]
+        lines += ["| " + " | ".join(_md_text(c) for c in cells) + " |" for cells in late]
     lines += ["", "## Curves", ""]
     lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
     for section, items in images.items():
@@ -190,6 +225,15 @@ def _html(
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in table_rows(rows)
     )
+    late = late_rows(rows)
+    late_html = ""
+    if late:
+        late_head = "".join(f"<th>{html.escape(c)}</th>" for c in LATE_COLUMNS)
+        late_body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in late)
+        late_html = (
+            f"<h2>Late FID (robustness check)</h2><p>{html.escape(LATE_NOTE)}</p>"
+            f'<table id="late"><thead><tr>{late_head}</tr></thead><tbody>{late_body}</tbody></table>'
+        )
     figures = []
     for section, items in images.items():
         if not items:
@@ -216,6 +260,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 <h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{late_html}
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
 {"".join(figures)}
 </body></html>
