@@ -321,3 +321,8 @@ def test_late_fid_table_averages_the_last_in_training_evaluations(tmp_path):
         assert f"p={p:.3f} (Holm " in row
     assert "| normal |" not in section
     assert 'id="late"' in html_path.read_text()
+    findings = md.split("## Findings")[1].split("## Results")[0]
+    p_sal = stats.ttest_rel(late["saliency"], late["normal"]).pvalue
+    pct = 100 * np.mean(np.subtract(late["saliency"], late["normal"])) / np.mean(late["normal"])
+    assert "Late FID (robustness check" in findings
+    assert f"saliency {pct:+.1f}% (p = {p_sal:.2g}, lower in 3/3)" in findings

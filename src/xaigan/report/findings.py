@@ -91,6 +91,25 @@ def control_finding(row: dict[str, Any]) -> str | None:
     return text + f" Not significant: {of} cannot be told apart from its control at this number of seeds."
 
 
+def late_finding(rows: list[dict[str, Any]]) -> str | None:
+    """One sentence on the late-FID check (each run's last in-training evaluations averaged): each compared cell's
+    paired change on it, and which differ after correction. None when no cell has it."""
+    late = [r for r in rows if r.get("late") and r["late"]["n_pairs"] >= 2 and math.isfinite(r["late"]["p"])]
+    if not late:
+        return None
+    parts = ", ".join(
+        f"{r['cell']} {_pct(r['late']['diff_pct'])} (p = {r['late']['p']:.2g}, lower in "
+        f"{r['late']['lower_in']}/{r['late']['n_pairs']})"
+        for r in late
+    )
+    significant = [r["cell"] for r in late if r["late"]["p_holm"] < LEVEL]
+    verdict = ", ".join(significant) if significant else "none"
+    return (
+        f"Late FID (robustness check: the mean of each run's last in-training evaluations, paired against the "
+        f"baseline): {parts}. Significant after Holm's correction: {verdict}."
+    )
+
+
 def regime_finding(row: dict[str, Any]) -> str | None:
     """What the guidance did in a cell's guided steps: how many explained some, all or none of the batch."""
     reg = row.get("regimes")
@@ -135,4 +154,5 @@ def findings(rows: list[dict[str, Any]], selection: dict[str, Any] | None = None
     guidance did, in the grid's order."""
     out = [headline(rows)] + ([selection_finding(selection)] if selection else [])
     out += [f for f in map(cell_finding, rows) if f] + [f for f in map(control_finding, rows) if f]
+    out += [f for f in [late_finding(rows)] if f]
     return out + [f for f in map(regime_finding, rows) if f]
