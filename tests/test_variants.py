@@ -161,10 +161,7 @@ def test_integrated_gradients_from_real_images_matches_captum():
 
 
 def test_config_of_the_variants():
-    cfg = cfg_mod.resolve({"xai": "saliency", "xai_use": "signed", "xai_schedule": "ramp-up", "epochs": 4})
-    from xaigan.train import build_guidance
-
-    guide = build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu"))
+    guide = _built_guidance({"xai_use": "signed", "xai_schedule": "ramp-up", "epochs": 4})
     assert guide.explain_kwargs["abs"] is False and guide.use == "signed" and guide.end_epoch == 4
     guide.at_epoch(3)
     assert guide.alpha_now == pytest.approx(0.2)
@@ -192,28 +189,40 @@ def test_shuffle_permutes_each_maps_pixels_alike_across_its_channels():
     assert shuffle_pixels(maps[:0]).shape == (0, 3, 5, 5)
 
 
-@pytest.mark.parametrize("use", ["amplify", "weight"])
-def test_shuffled_guidance_is_the_same_mask_values_in_other_places(use):
-    """The placebo control keeps each explained sample's mask values and moves them; a use that only reads each
-    mask's mean (weight) is unchanged by it."""
+def _plain_and_control(use, **control):
+    """A plain guidance and its control (same settings plus ``control``) on one batch where D rejects some but not
+    all samples: both guidances, their masks and the (shared) selection."""
     D = _d(2)
     x = torch.randn(10, 1, 4, 4, dtype=torch.float64)
     with torch.no_grad():
         D[-1].bias -= D(x).median()
     kw = dict(alpha=0.6, use=use, normalize="sample-minmax", target="logit", d_output="logit")
-    plain, placebo = XAIGuidance("saliency", **kw), XAIGuidance("saliency", shuffle=True, **kw)
-    m0, m1 = plain.masks(x, D), placebo.masks(x, D)
+    plain, other = XAIGuidance("saliency", **kw), XAIGuidance("saliency", **control, **kw)
+    m0, m1 = plain.masks(x, D), other.masks(x, D)
     selected = plain.last_selected
-    assert torch.equal(selected, placebo.last_selected) and 0 < int(selected.sum()) < 10
+    assert torch.equal(selected, other.last_selected) and 0 < int(selected.sum()) < 10
+    return plain, other, m0, m1, selected
+
+
+def _built_guidance(settings):
+    """The guidance the trainer builds from a config with ``settings``."""
+    from xaigan.train import build_guidance
+
+    cfg = cfg_mod.resolve({"xai": "saliency", **settings})
+    return build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("use", ["amplify", "weight"])
+def test_shuffled_guidance_is_the_same_mask_values_in_other_places(use):
+    """The placebo control keeps each explained sample's mask values and moves them; a use that only reads each
+    mask's mean (weight) is unchanged by it."""
+    plain, placebo, m0, m1, selected = _plain_and_control(use, shuffle=True)
     a, b = m0[selected].flatten(1), m1[selected].flatten(1)
     torch.testing.assert_close(a.sort(1).values, b.sort(1).values, rtol=0, atol=0)
     assert not torch.equal(a, b)
     if use == "weight":
         torch.testing.assert_close(plain.loss_weights(), placebo.loss_weights())
-    cfg = cfg_mod.resolve({"xai": "saliency", "xai_shuffle": True})
-    from xaigan.train import build_guidance
-
-    assert build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu")).shuffle
+    assert _built_guidance({"xai_shuffle": True}).shuffle
 
 
 def test_a_record_trained_before_the_variants_existed_is_the_same_run(tmp_path):
@@ -332,15 +341,7 @@ def test_flat_control_gives_every_explained_sample_the_mean_mask(use):
     """The content-free control: each explained sample's mask is the mean over all explained samples' masks (a
     hand computation from the plain guidance's masks); the others keep theirs; for weight every explained sample
     gets the same weight 1 + alpha * that mean."""
-    D = _d(2)
-    x = torch.randn(10, 1, 4, 4, dtype=torch.float64)
-    with torch.no_grad():
-        D[-1].bias -= D(x).median()
-    kw = dict(alpha=0.6, use=use, normalize="sample-minmax", target="logit", d_output="logit")
-    plain, flat = XAIGuidance("saliency", **kw), XAIGuidance("saliency", flat=True, **kw)
-    m0, m1 = plain.masks(x, D), flat.masks(x, D)
-    sel = plain.last_selected
-    assert torch.equal(sel, flat.last_selected) and 0 < int(sel.sum()) < 10
+    _, flat, m0, m1, sel = _plain_and_control(use, flat=True)
     level = sum(float(m0[i].sum()) for i in range(10) if sel[i]) / (int(sel.sum()) * m0[0].numel())
     torch.testing.assert_close(m1[sel], torch.full_like(m1[sel], level))
     torch.testing.assert_close(m1[~sel], m0[~sel], rtol=0, atol=0)
@@ -353,10 +354,7 @@ def test_flat_control_gives_every_explained_sample_the_mean_mask(use):
         XAIGuidance("saliency", shuffle=True, flat=True)
     with pytest.raises(ConfigError, match="at most one"):
         cfg_mod.resolve({"xai": "saliency", "xai_shuffle": True, "xai_flat": True})
-    from xaigan.train import build_guidance
-
-    cfg = cfg_mod.resolve({"xai": "saliency", "xai_flat": True})
-    assert build_guidance(cfg, torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.device("cpu")).flat
+    assert _built_guidance({"xai_flat": True}).flat
 
 
 @pytest.mark.parametrize("use", ["amplify", "weight"])

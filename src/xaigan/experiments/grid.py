@@ -16,8 +16,10 @@ RESERVED = frozenset(
 )
 
 GRID_KEYS = frozenset(
-    {"name", "description", "base", "cells", "budgets", "evaluation", "compare", "controls", "original", "seeds"}
-    | {"select"}
+    {
+        *("name", "description", "base", "cells", "budgets", "evaluation"),
+        *("compare", "controls", "original", "seeds", "select"),
+    }
 )
 
 
@@ -78,16 +80,14 @@ class Grid:
             raise config_mod.ConfigError(
                 f"no cell {', '.join(unknown)} in grid {self.name}; cells: {', '.join(self.cells)}"
             )
-        wanted = set(cells)
-        wanted |= {b for c in cells if (b := self.baseline(c)) is not None}
-        wanted |= {self.controls[c] for c in cells if c in self.controls}
-        wanted |= {b for c in list(wanted) if (b := self.baseline(c)) is not None}
+        wanted = set(cells) | {self.controls[c] for c in cells if c in self.controls}
+        wanted |= {b for c in wanted if (b := self.baseline(c)) is not None}
         return [c for c in self.cells if c in wanted]
 
     def runs(self, out: Path, budget: str, seeds: list[int], cells: list[str] | None = None) -> list[RunSpec]:
         """Every (cell, seed) run (of ``cells`` only, if given), seed-major so an interrupted grid has all modes for
         its first seeds."""
-        chosen = list(self.cells) if cells is None else [c for c in self.cells if c in set(cells)]
+        chosen = list(self.cells) if cells is None else [c for c in self.cells if c in cells]
         return [
             RunSpec(cell, seed, self.cell_config(cell, budget, seed), Path(out) / cell / f"seed_{seed}")
             for seed in seeds

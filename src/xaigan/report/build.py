@@ -126,6 +126,18 @@ def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+def _md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in rows
+    ]
+
+
+def _html_table(table_id: str, columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """Per chart, per cell: seed-averaged per-epoch series of FID, G loss and D loss."""
     acc: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -191,13 +203,10 @@ def _markdown(
     lines = [f"# {title}", "", "## Findings", ""]
     lines += [f"- {_md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
     lines += [f"- {_md_text(n)}" for n in notes] + [""]
-    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in table_rows(rows)]
+    lines += _md_table(COLUMNS, table_rows(rows))
     late = late_rows(rows)
     if late:
-        lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""]
-        lines += ["| " + " | ".join(LATE_COLUMNS) + " |", "|" + "---|" * len(LATE_COLUMNS)]
-        lines += ["| " + " | ".join(_md_text(c) for c in cells) + " |" for cells in late]
+        lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""] + _md_table(LATE_COLUMNS, late)
     lines += ["", "## Curves", ""]
     lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
     for section, items in images.items():
@@ -221,19 +230,11 @@ def _html(
     notes: list[str],
     selection: dict[str, Any] | None = None,
 ) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in table_rows(rows)
-    )
     late = late_rows(rows)
     late_html = ""
     if late:
-        late_head = "".join(f"<th>{html.escape(c)}</th>" for c in LATE_COLUMNS)
-        late_body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in late)
-        late_html = (
-            f"<h2>Late FID (robustness check)</h2><p>{html.escape(LATE_NOTE)}</p>"
-            f'<table id="late"><thead><tr>{late_head}</tr></thead><tbody>{late_body}</tbody></table>'
-        )
+        late_html = f"<h2>Late FID (robustness check)</h2><p>{html.escape(LATE_NOTE)}</p>"
+        late_html += _html_table("late", LATE_COLUMNS, late)
     figures = []
     for section, items in images.items():
         if not items:
@@ -259,7 +260,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 <h1>{html.escape(title)}</h1>
 <h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
-<table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{_html_table("results", COLUMNS, table_rows(rows))}
 {late_html}
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
 {"".join(figures)}
