@@ -134,7 +134,8 @@ def _snapshot(root):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_corrupt_input_is_one_error_line_and_changes_nothing(tmp_path, case, capsys):
+def test_corrupt_input_is_one_error_line_and_changes_nothing(tmp_path, case, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default output folder (runs/...) would land here, not in the repository
     make, damage = CASES[case]
     args = make(tmp_path, damage)
     before = _snapshot(tmp_path)
@@ -146,6 +147,7 @@ def test_corrupt_input_is_one_error_line_and_changes_nothing(tmp_path, case, cap
     assert all(not line.startswith("xaigan: error") for line in lines[:-1])
     after = _snapshot(tmp_path)
     assert {p: h for p, h in after.items() if p in before} == before  # nothing that existed changed
+    assert not (tmp_path / "runs").exists()  # and no run was started
     assert not (tmp_path / "ran").exists()  # no pickled code ran
 
 
