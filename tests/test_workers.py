@@ -167,3 +167,24 @@ def test_a_dead_worker_stops_the_grid_without_starting_queued_runs(tmp_path):
     assert "worker process died" in (tmp_path / "log").read_text()
     states = sorted(RunDir(out / "normal" / f"seed_{s}").state() for s in range(6))
     assert states.count("new") == 4, states  # the 4 queued runs were left for the next invocation
+
+
+def test_sigterm_stops_the_grid_cleanly_and_resumes(tmp_path):
+    """SIGTERM to ``reproduce`` (how a background study is stopped): the workers checkpoint, the command exits 143
+    with the interrupted line last and no warning about the workers' leftovers, and the same command finishes."""
+    import signal
+    import time
+
+    out, args = _long_grid(tmp_path, epochs=60, seeds=3)
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("normal/seed_*/checkpoints/last.pt"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 143 and lines[-1].startswith("xaigan: interrupted"), err
+    assert not any("Warning" in line or "leaked" in line for line in lines), err
+    finish = _reproduce_seeds(tmp_path / "grid.yaml", out, 3)
+    assert finish.returncode == 0, finish.stderr
+    assert {RunDir(d).state() for d in out.glob("normal/seed_*")} == {"trained"}

@@ -54,8 +54,18 @@ ORPHAN_POLL_S = 0.5
 ORPHAN_GRACE_S = 300.0  # after SIGTERM, time to finish a step, an evaluation and the checkpoint before a hard exit
 
 
+def _init_worker(parent: int) -> None:
+    """Worker initializer: watch the parent, and give tqdm a thread lock. Its default also creates a
+    multiprocessing lock, which shares nothing here (each spawned worker makes its own) and which a worker leaving
+    by ``os._exit`` (stopped, orphaned) never frees, so the stopped grid ended with a resource_tracker warning."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    _watch_parent(parent)
+
+
 def _watch_parent(parent: int) -> None:
-    """Worker initializer: once ``parent`` is gone, SIGTERM this worker, and exit for good after a grace period."""
+    """Once ``parent`` is gone, SIGTERM this worker, and exit for good after a grace period."""
     global _PARENT
     _PARENT = parent
 
@@ -108,7 +118,7 @@ def train_parallel(
     threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads and open files
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
     )
     futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), threads): spec for spec, _ in todo}
     try:
