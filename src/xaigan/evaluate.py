@@ -19,7 +19,7 @@ from torch import nn
 from xaigan import data as data_mod
 from xaigan import metrics, models
 from xaigan.config import Config
-from xaigan.io import to_uint8
+from xaigan.io import UnreadableFileError, to_uint8
 from xaigan.rundir import BEST, LAST, RunDir
 from xaigan.train import Trainer, pick_device
 from xaigan.train import checkpoint as checkpoint_mod
@@ -175,7 +175,7 @@ class Evaluator:
 
 
 def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tuple[nn.Module, Config]:
-    """The generator of a run's checkpoint (on CPU) and the run's config."""
+    """The generator of a run's checkpoint (on CPU; G's weight average if the run kept one) and the run's config."""
     run = RunDir(run_dir)
     cfg = Config.from_dict(run.read_config())
     shape = run.read_data_meta()["image_shape"]
@@ -183,7 +183,13 @@ def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tupl
     path = run.checkpoint(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}")
-    G.load_state_dict(checkpoint_mod.load(path)["G"])
+    state = checkpoint_mod.load(path)
+    if cfg.g_ema > 0:  # the run's result is G's weight average (xaigan.train.ema)
+        if "G_ema" not in state:
+            raise UnreadableFileError(f"{path} has no G_ema although the run was trained with g_ema {cfg.g_ema}")
+        G.load_state_dict(state["G_ema"]["weights"])
+    else:
+        G.load_state_dict(state["G"])
     return G, cfg
 
 
@@ -262,9 +268,9 @@ def attach(trainer: Trainer) -> None:
                 tr.dist.barrier()
         evaluator = state["evaluator"]
         if tr.dist is None:
-            result = evaluator.score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)
+            result = evaluator.score_generator(tr.generator, cfg.eval_n, cfg.noise_dim, seed=0)
         else:  # each rank extracts the features of its share of the samples; rank 0 scores them all
-            share = generate_uint8(tr.G, cfg.eval_n, cfg.noise_dim, seed=0, rows=tr.dist.shard(cfg.eval_n))
+            share = generate_uint8(tr.generator, cfg.eval_n, cfg.noise_dim, seed=0, rows=tr.dist.shard(cfg.eval_n))
             feats = tr.dist.gather(torch.as_tensor(np.asarray(evaluator.extractor(share))))
             if not tr.main:
                 return math.nan

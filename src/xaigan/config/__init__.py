@@ -176,6 +176,12 @@ class Config:
         0, "score FID/KID every N epochs (0: never) and keep the best checkpoint (best.pt)", range=">= 0", group="eval"
     )
     eval_n: int = option(10000, "generated samples per evaluation", range="> 0", group="eval")
+    g_ema: float = option(
+        0.0,
+        "decay of a moving average of G's weights that samples and evaluations use (0: off, e.g. 0.999)",
+        range="in [0, 1)",
+        group="eval",
+    )
     eval_features: str = option("domain", "feature extractor for FID/KID", choices=feature_names, group="eval")
     eval_reference: str = option(
         "all", "real split the samples are compared with", choices=("all", "train", "test"), group="eval"

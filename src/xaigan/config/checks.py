@@ -20,6 +20,7 @@ RANGES: dict[str, Callable[[Any], bool]] = {
     ">= 0": lambda v: v >= 0,
     "in (0, 1]": lambda v: 0 < v <= 1,
     "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
     "in (0, 100]": lambda v: 0 < v <= 100,
 }
 

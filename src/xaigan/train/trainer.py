@@ -30,6 +30,7 @@ from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint, distributed
 from xaigan.train.distributed import Dist, GlobalNoise
+from xaigan.train.ema import WeightAverage
 from xaigan.train.figures import save_explanations
 from xaigan.train.logging import NullLogger, RunLogger
 from xaigan.train.step import Augment, gan_step, make_optimizers
@@ -108,6 +109,7 @@ class Trainer:
         self.run = RunDir(run)
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
+        self.ema = WeightAverage(self.G, self.cfg.g_ema) if self.cfg.g_ema > 0 else None
         shard, min_last = (dist.shard, dist.world) if dist else (None, 1)
         self.loader = Loader(
             data.images, self.cfg.batch_size, self.cfg.seed, self.cfg.drop_last, self.device, shard, min_last
@@ -137,6 +139,11 @@ class Trainer:
             distributed.reseed_rank(dist, self.cfg.seed, 0)
 
     @property
+    def generator(self) -> nn.Module:
+        """The generator that samples and evaluations use: G's weight average with ``g_ema``, else G."""
+        return self.ema.module if self.ema is not None else self.G
+
+    @property
     def main(self) -> bool:
         """Whether this process writes the run folder (always, unless it is a distributed run's rank > 0)."""
         return self.dist is None or self.dist.main
@@ -160,6 +167,8 @@ class Trainer:
         }
         if self.guidance is not None:
             payload["guidance"] = json.dumps(self.guidance.state_dict())
+        if self.ema is not None:
+            payload["G_ema"] = self.ema.state_dict()
         if self.noise is not None:
             payload["noise_rng"] = self.noise.state()
         return payload
@@ -170,6 +179,8 @@ class Trainer:
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["G_ema"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
         self.wall_s = state.get("wall_s", 0.0)
         self.extra = json.loads(state.get("extra", "{}"))
@@ -206,12 +217,13 @@ class Trainer:
         return self.guidance is not None and self.guidance.active(epoch)
 
     def save_samples(self, epoch: int) -> torch.Tensor:
-        """Write ``samples/epoch_NNNN.png`` from the fixed noise (G in eval mode); return the images."""
-        was_training = self.G.training
-        self.G.eval()
+        """Write ``samples/epoch_NNNN.png`` from the fixed noise (:attr:`generator` in eval mode); return them."""
+        G = self.generator
+        was_training = G.training
+        G.eval()
         with torch.no_grad():
-            images = self.G(self.fixed_noise)
-        self.G.train(was_training)
+            images = G(self.fixed_noise)
+        G.train(was_training)
         save_image_grid(images, self.run.sample_path(epoch), nrow=8)
         return images
 
@@ -261,6 +273,8 @@ class Trainer:
                     stats = gan_step(
                         self._train_G, self._train_D, self.opt_g, self.opt_d, real, cfg, self.augment, guide, self.noise
                     )
+                    if self.ema is not None:
+                        self.ema.update(self.G)
                     stop = bool(received) or (stop_at_step is not None and self.step + 1 >= stop_at_step)
                     if self.dist is not None:  # every rank sees the global means and stops at the same step
                         *values, flag = self.dist.mean([*stats.values(), float(stop)])
