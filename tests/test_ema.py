@@ -3,6 +3,8 @@ after every step; training itself is unchanged, resume restores the average, and
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,9 +13,10 @@ from torch import nn
 
 from tests.conftest import write_image_folder
 from xaigan import config as cfg_mod
-from xaigan import train
+from xaigan import metrics, train
 from xaigan.config import ConfigError
-from xaigan.evaluate import load_generator
+from xaigan.evaluate import Evaluator, evaluate_run, generate_uint8, load_generator
+from xaigan.experiments import prepare_run
 from xaigan.io import load_torch
 from xaigan.train import trainer as trainer_mod
 from xaigan.train.ema import WeightAverage
@@ -95,3 +98,23 @@ def test_resume_restores_the_average(tmp_path, cfg):
     a, b = (load_torch(tmp_path / name / "checkpoints/last.pt")["G_ema"] for name in ("straight", "resumed"))
     assert a["updates"] == b["updates"] == 6
     assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
+
+
+def test_evaluation_scores_the_average_and_logs_g_beside_it(tmp_path):
+    write_image_folder(tmp_path / "imgs32", n=120, size=32, mode="L")  # the domain extractor's size
+    base = {"dataset": f"folder:{tmp_path / 'imgs32'}", "epochs": 2, "batch_size": 40, "progress": False}
+    cfg = cfg_mod.resolve({**base, "tensorboard": False, "eval_every": 1, "eval_n": 60})
+    prepare_run(cfg, tmp_path / "plain").fit()
+    tr = prepare_run(cfg.replace(g_ema=0.9), tmp_path / "ema")
+    tr.fit()
+    plain, ema = (_evaluations(tmp_path / name) for name in ("plain", "ema"))
+    assert [r["fid_raw"] for r in ema] == [r["fid"] for r in plain]  # G trained exactly as without the average
+    ev = Evaluator(cfg.dataset)
+    by_hand = metrics.fid(ev.real["features"], ev.extractor(generate_uint8(tr.ema.module, 60, cfg.noise_dim, seed=0)))
+    assert ema[-1]["fid"] == pytest.approx(by_hand, rel=1e-4) and ema[-1]["fid"] != ema[-1]["fid_raw"]
+    final = evaluate_run(tmp_path / "ema", n=60)
+    assert final["fid"] == pytest.approx(by_hand, rel=1e-4)
+
+
+def _evaluations(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"fid"' in line]

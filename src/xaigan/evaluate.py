@@ -230,7 +230,7 @@ def evaluate_run(
 
 def attach(trainer: Trainer) -> None:
     """Score the generator every ``eval_every`` epochs during training (on the run's device); keep the best
-    checkpoint by FID."""
+    checkpoint by FID. With ``g_ema`` the weight average is scored, and G's own FID is logged as ``fid_raw``."""
     cfg = trainer.cfg
     state: dict[str, Any] = {}
 
@@ -277,6 +277,8 @@ def attach(trainer: Trainer) -> None:
             result = evaluator.score_features(feats.numpy())
         record = {"epoch": epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
         record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
+        if tr.ema is not None and tr.dist is None:  # the weight average is scored; G itself beside it, to compare
+            record["fid_raw"] = evaluator.score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)["fid"]
         tr.log_record(record)
         return result["fid"]
 
