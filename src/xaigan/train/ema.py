@@ -1,7 +1,7 @@
 """An exponential moving average of the generator's weights (``g_ema``), the generator that gets evaluated.
 
 A GAN's generator moves around its equilibrium: its FID swings by ±5-7 between evaluations five epochs apart, as
-much as the spread between seeds (docs/results.md), so a final FID says as much about where the run stopped as
+much as the spread between seeds (docs/metrics.md), so a final FID says as much about where the run stopped as
 about the method. Averaging the weights over the last steps (Yazıcı et al., "The unusual effectiveness of averaging
 in GAN training", ICLR 2019) is the usual remedy. Training is unchanged: the average is updated after each step from
 G's new weights and is only read for samples and evaluation.
