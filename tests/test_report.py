@@ -13,6 +13,7 @@ from scipy import stats
 
 from xaigan.io import save_image_grid
 from xaigan.report import build_report, line_chart
+from xaigan.report.build import curves
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CELLS = {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}, "lime": {"xai": "lime"}}
@@ -326,3 +327,22 @@ def test_late_fid_table_averages_the_last_in_training_evaluations(tmp_path):
     pct = 100 * np.mean(np.subtract(late["saliency"], late["normal"])) / np.mean(late["normal"])
     assert "Late FID (robustness check" in findings
     assert f"saliency {pct:+.1f}% (p = {p_sal:.2g}, lower in 3/3)" in findings
+
+
+def test_curves_show_g_itself_beside_its_weight_average(tmp_path):
+    """Runs kept with g_ema log G's own FID as fid_raw: the FID chart gets a second line per such cell, the seed
+    mean of fid_raw per epoch (here fid + 20 on top of each fake run's in-training FIDs fid + 10, fid)."""
+    out = fake_grid_output(tmp_path / "grid")
+    for seed in range(3):
+        metrics = out / "saliency" / f"seed_{seed}" / "metrics.jsonl"
+        lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+        lines = [{**r, "fid_raw": r["fid"] + 20} if "fid" in r else r for r in lines]
+        metrics.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records = [{"run_dir": out / c / f"seed_{s}", "cell": c} for c in CELLS for s in range(3)]
+    fid = curves(records)["fid"]
+    assert set(fid) == {"normal", "saliency", "lime", "saliency (G itself)"}
+    mean = np.mean(FIDS["saliency"])
+    assert fid["saliency (G itself)"] == [(1, pytest.approx(mean + 30)), (2, pytest.approx(mean + 20))]
+    assert fid["saliency"] == [(1, pytest.approx(mean + 10)), (2, pytest.approx(mean))]
+    build_report(out)
+    assert "saliency (G itself)" in (out / "report_files" / "fid.svg").read_text()

@@ -138,18 +138,23 @@ def _html_table(table_id: str, columns: tuple[str, ...], rows: list[list[str]]) 
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+# metrics.jsonl key -> (chart, suffix of the cell's line): G's own FID beside its weight average's (g_ema)
+_SERIES = {"fid": ("fid", ""), "fid_raw": ("fid", " (G itself)"), "g_loss": ("g_loss", ""), "d_loss": ("d_loss", "")}
+
+
 def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """Per chart, per cell: seed-averaged per-epoch series of FID, G loss and D loss."""
+    """Per chart, per cell: seed-averaged per-epoch series of FID, G loss and D loss (and, for runs that keep a
+    weight average of G, G's own FID as a second line)."""
     acc: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for record in records:
-        per_epoch: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        per_epoch: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for m in RunDir(record["run_dir"]).read_metrics():
-            for key in ("fid", "g_loss", "d_loss"):
+            for key, line in _SERIES.items():
                 if key in m:
-                    per_epoch[key][m["epoch"]].append(m[key])
-        for key, epochs in per_epoch.items():
+                    per_epoch[line][m["epoch"]].append(m[key])
+        for (chart, suffix), epochs in per_epoch.items():
             for epoch, values in epochs.items():
-                acc[key][record["cell"]][epoch].append(float(np.mean(values)))
+                acc[chart][record["cell"] + suffix][epoch].append(float(np.mean(values)))
     return {
         key: {cell: [(e + 1, float(np.mean(v))) for e, v in sorted(ep.items())] for cell, ep in cells.items()}
         for key, cells in acc.items()
