@@ -39,6 +39,7 @@ def main(out: str, fail: bool) -> None:
             "progress": False,
             "seed": 5,
             "g_clip": 1.0,
+            "g_ema": 0.9,  # every rank keeps the same average of the synchronised G
         }
     )
     dist = distributed.from_env(torch.device("cpu"))

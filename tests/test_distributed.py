@@ -44,6 +44,8 @@ def test_two_processes_train_like_one(tmp_path):
     w2 = torch.load(tmp_path / "p2" / "checkpoints" / "last.pt", weights_only=True)
     for key in w1["G"]:
         torch.testing.assert_close(w1["G"][key], w2["G"][key], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(w1["G_ema"]["weights"][key], w2["G_ema"]["weights"][key], atol=1e-5, rtol=1e-5)
+    assert w1["G_ema"]["updates"] == w2["G_ema"]["updates"] == 15
     summary = json.loads((tmp_path / "p2" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 15
 
