@@ -143,6 +143,7 @@ DEMO_GRID = {
         "checkpoint_every": 25,
         "log_every": 10,
         "tensorboard": False,
+        "g_ema": 0.999,  # samples and scores from a moving average of G's weights: no speckle (docs/demo.md)
     },
     "budgets": {"demo": {"epochs": DEMO_EPOCHS}},
     "cells": {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}},
