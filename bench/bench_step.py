@@ -1,5 +1,5 @@
 """One GAN training step of the paper MLP G and D (batch 128): the step as it was before issue 10, today's default
-fp32 step, and the opt-in fast modes, from the same state, interleaved, medians.
+fp32 step, the opt-in fast modes and the weight average's update (g_ema), from the same state, interleaved, medians.
 
     python bench/bench_step.py [--repeats 7] [--steps 20] [--threads 2]
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaigan import config, models
+from xaigan.train.ema import WeightAverage
 from xaigan.train.step import gan_step, make_optimizers
 
 
@@ -55,7 +56,12 @@ def main() -> None:
     cfg = config.resolve({"model": "mlp", "g_clip": 1.0})
     G0, D0 = models.build("mlp", 1, 32, cfg.noise_dim)
     real = torch.rand(128, 1, 32, 32) * 2 - 1
-    variants = {"before": ("before", "fp32"), "default fp32": ("gan_step", "fp32"), "bf16": ("gan_step", "bf16")}
+    variants = {
+        "before": ("before", "fp32"),
+        "default fp32": ("gan_step", "fp32"),
+        "bf16": ("gan_step", "bf16"),
+        "bf16 + g_ema": ("gan_step+ema", "bf16"),  # plus the update of G's weight average (xaigan.train.ema)
+    }
 
     def fresh(precision: str):
         G, D = copy.deepcopy(G0), copy.deepcopy(D0)
@@ -74,6 +80,7 @@ def main() -> None:
     for rep in range(args.repeats + 1):  # the first round warms up
         for name, (kind, precision) in variants.items():
             G, D, (opt_g, opt_d) = fresh("before" if kind == "before" else precision)
+            ema = WeightAverage(G, 0.999) if kind == "gan_step+ema" else None
             step_cfg = cfg.replace(precision=precision)
             torch.manual_seed(rep)
             t0 = time.perf_counter()
@@ -82,6 +89,8 @@ def main() -> None:
                     before_step(G, D, opt_g, opt_d, real, cfg)
                 else:
                     gan_step(G, D, opt_g, opt_d, real, step_cfg)
+                    if ema is not None:
+                        ema.update(G)
             if rep:
                 times[name].append((time.perf_counter() - t0) / args.steps)
             finals[name] = [p.detach().clone() for p in [*G.parameters(), *D.parameters()]]
