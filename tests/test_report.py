@@ -346,3 +346,14 @@ def test_curves_show_g_itself_beside_its_weight_average(tmp_path):
     assert fid["saliency"] == [(1, pytest.approx(mean + 10)), (2, pytest.approx(mean))]
     build_report(out)
     assert "saliency (G itself)" in (out / "report_files" / "fid.svg").read_text()
+
+
+def test_report_says_which_cells_are_scored_through_the_weight_average(tmp_path):
+    out = fake_grid_output(tmp_path / "grid")
+    assert "moving average" not in build_report(out)[0].read_text()
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["cells"]["saliency"]["g_ema"] = 0.999
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    md = build_report(out)[0].read_text()
+    note = "moving average of G's weights (g_ema; training unchanged): saliency (0.999); the other cells: G itself."
+    assert note in md

@@ -333,6 +333,13 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
         "extractor (Inception / their MNIST setup): not comparable in absolute value.",
     ]
+    averaged = {s.cell: s.cfg.g_ema for s in specs if s.cfg.g_ema > 0}
+    if averaged:
+        notes.append(
+            "scored and sampled through a moving average of G's weights (g_ema; training unchanged): "
+            + ", ".join(f"{cell} ({decay})" for cell, decay in averaged.items())
+            + ("; the other cells: G itself." if len(averaged) < len(grid.cells) else ".")
+        )
     notes += [f"FAILED: {f['cell']} seed {f['seed']}: {f['error']}" for f in meta.get("failed", [])]
     title = f"xaigan results: {grid.name}"
     files = out_dir / "report_files"
