@@ -34,13 +34,13 @@ class WeightAverage:
         self.decay = decay
         self.updates = 0
         self.module = copy.deepcopy(net).eval().requires_grad_(False)
+        self._averaged = list(self.module.parameters())  # load_state_dict copies into these same tensors
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         self.updates += 1
         d = ramped_decay(self.decay, self.updates)
-        avg = list(self.module.parameters())
-        torch._foreach_lerp_(avg, [p.detach() for p in net.parameters()], 1.0 - d)
+        torch._foreach_lerp_(self._averaged, list(net.parameters()), 1.0 - d)
         for mine, theirs in zip(self.module.buffers(), net.buffers()):
             mine.copy_(theirs)
 
