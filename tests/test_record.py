@@ -88,3 +88,73 @@ def test_thinned_metrics_keep_every_event_and_first_and_last_step():
     assert len(kept_steps) <= KEEP_STEPS + 1 and kept_steps[0] == 1 and kept_steps[-1] == 1000
     assert sum("fid" in r for r in kept) == 5
     assert kept_steps == sorted(kept_steps)
+
+
+def test_a_recorded_dcgan_run_in_step_mode_is_skipped_not_refused(tmp_path, capsys):
+    """A BatchNorm D resolves explain_mode "step" to "batch" and the run stores that: the grid's "step" is the same
+    run (once, rerunning such a recorded study failed with "trained with other settings (explain_mode)")."""
+    write_image_folder(tmp_path / "imgs", n=32, size=32, mode="L")
+    spec = {
+        "name": "dc",
+        "base": {"dataset": f"folder:{tmp_path / 'imgs'}", "model": "dcgan", "batch_size": 16, "tensorboard": False},
+        "budgets": {"quick": {"epochs": 1}},
+        "evaluation": {"n": 32},
+        "cells": {"saliency": {"xai": "saliency", "xai_start": 0.0, "explain_mode": "step"}},
+    }
+    grid, record = tmp_path / "grid.yaml", tmp_path / "results"
+    grid.write_text(yaml.safe_dump(spec))
+    assert _reproduce(grid, tmp_path / "out", record, 1) == 0
+    assert yaml.safe_load((record / "saliency" / "seed_0" / "config.yaml").read_text())["explain_mode"] == "batch"
+    capsys.readouterr()
+    assert _reproduce(grid, tmp_path / "out2", record, 1) == 0
+    assert not (tmp_path / "out2" / "saliency" / "seed_0").exists()
+    assert "trained with other settings" not in capsys.readouterr().err
+
+
+def test_resolved_settings_are_compared_as_the_trainer_resolves_them(tmp_path):
+    """Stored "batch" matches a wanted "step" only for a D with BatchNorm (DCGAN), not for the MLP, whose "step" stays
+    "step"; "auto" resolves to "batch" (BatchNorm) or "eval"; a run without a data description is not refused."""
+    import pytest
+
+    from xaigan.config import ConfigError
+    from xaigan.experiments import load_grid
+    from xaigan.experiments.record import check_same_config
+    from xaigan.rundir import RunDir
+
+    def spec_for(model, mode):
+        path = tmp_path / f"{model}-{mode}.yaml"
+        cells = {"s": {"xai": "saliency", "model": model, "explain_mode": mode}}
+        path.write_text(
+            yaml.safe_dump(
+                {"name": "g", "base": {"dataset": "mnist"}, "budgets": {"quick": {"epochs": 2}}, "cells": cells}
+            )
+        )
+        (spec,) = load_grid(path).runs(tmp_path / f"out-{model}-{mode}", "quick", [0])
+        return spec
+
+    def store(spec, stored_mode, shape=(1, 32, 32)):
+        run = RunDir(spec.run_dir)
+        run.write_config({**spec.cfg.to_dict(), "explain_mode": stored_mode, "d_output": "logit"})
+        if shape:
+            run.write_data_meta({"image_shape": list(shape)})
+
+    for model, mode, stored, same in [
+        ("dcgan", "step", "batch", True),
+        ("dcgan", "auto", "batch", True),
+        ("dcgan", "step", "step", False),
+        ("mlp", "step", "batch", False),
+        ("mlp", "step", "step", True),
+        ("mlp", "auto", "eval", True),
+        ("mlp", "auto", "batch", False),
+    ]:
+        spec = spec_for(model, mode)
+        store(spec, stored)
+        if same:
+            check_same_config(spec)
+        else:
+            with pytest.raises(ConfigError, match=r"\(explain_mode\)"):
+                check_same_config(spec)
+    spec = spec_for("mlp", "step")
+    RunDir(spec.run_dir).data_path.unlink()
+    store(spec, "batch", shape=None)
+    check_same_config(spec)  # no data description: D cannot be built, so the resolved settings are not compared

@@ -16,6 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from xaigan import explain, models
 from xaigan.config import Config, ConfigError
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.io import atomic_write_bytes, atomic_write_text
@@ -24,6 +27,7 @@ from xaigan.rundir import RunDir
 KEEP_STEPS = 200
 # Keys that may differ between a stored run and the grid's spec of it without changing what was trained.
 _COSMETIC = {"progress", "name", "tensorboard"}
+_RESOLVED = ("d_output", "explain_mode")  # stored as the trainer resolved them against D
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
@@ -35,15 +39,27 @@ def check_same_config(spec: RunSpec, folder: str | Path | None = None) -> None:
     if not run.config_path.is_file():
         return
     stored = {**_DEFAULTS, **run.read_config()}  # a setting added since the run was trained had its default then
-    wanted = spec.cfg.to_dict()
-    for key in ("d_output", "explain_mode"):  # stored resolved: what "auto" detects from D is not a difference
-        if wanted[key] == "auto":
-            del wanted[key]
+    wanted = _resolved_like_training(spec.cfg, run)
     diff = sorted(k for k in wanted if k not in _COSMETIC and stored.get(k) != wanted[k])
     if diff:
         raise ConfigError(
             f"{run.path} was trained with other settings ({', '.join(diff)}); use another folder for this budget"
         )
+
+
+def _resolved_like_training(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """``cfg`` with ``d_output`` and ``explain_mode`` resolved against D as the trainer stores them ("auto" and, for a
+    BatchNorm D, "step" name what D decides), D built on the meta device from the run's recorded image shape; left
+    out (not compared) when the run has no data description to build D from."""
+    wanted = cfg.to_dict()
+    shape = run.read_data_meta().get("image_shape") if run.data_path.is_file() else None
+    if not shape:
+        return {k: v for k, v in wanted.items() if k not in _RESOLVED or v not in ("auto", "step")}
+    with torch.device("meta"):
+        _, D = models.build(cfg.model, int(shape[0]), int(shape[-1]), cfg.noise_dim)
+    wanted["d_output"] = explain.resolve_output(D, cfg.d_output)
+    wanted["explain_mode"] = explain.resolve_mode(D, cfg.explain_mode)
+    return wanted
 
 
 def recorded_path(record: str | Path, spec: RunSpec) -> Path:
