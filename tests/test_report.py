@@ -1,14 +1,16 @@
+import html
 import json
 import re
 import shutil
 import subprocess
 import xml.dom.minidom
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from PIL import Image, ImageFont
 from scipy import stats
 
 from xaigan.io import save_image_grid
@@ -357,3 +359,22 @@ def test_report_says_which_cells_are_scored_through_the_weight_average(tmp_path)
     md = build_report(out)[0].read_text()
     note = "moving average of G's weights (g_ema; training unchanged): saliency (0.999); the other cells: G itself."
     assert note in md
+
+
+def test_line_chart_grows_to_hold_long_and_many_legend_labels():
+    """Each legend label, measured in a real sans-serif font at the chart's size, ends inside the SVG, and each legend
+    line lies inside it (once, "normal-ema (G itself)" was cut to "normal-ema (G its")."""
+    dejavu = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    font = ImageFont.truetype(str(dejavu), 11) if dejavu.is_file() else ImageFont.load_default(size=11)
+    names = ["normal", "normal-ema (G itself)", "saliency-selected-ema (G itself)", "normal+da"]
+    names += [f"cell {i}" for i in range(20)]
+    svg = line_chart({n: [(0, i), (1, i + 1)] for i, n in enumerate(names)}, title="t", xlabel="x", ylabel="y")
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)"', svg).group(1))
+    height = float(re.search(r'<svg[^>]* height="([\d.]+)"', svg).group(1))
+    labels = re.findall(r'<text x="([\d.]+)" y="([\d.]+)">([^<]+)</text>', svg)
+    shown = {html.unescape(t): (float(x), float(y)) for x, y, t in labels}
+    assert set(names) <= set(shown)
+    for name in names:
+        x, y = shown[name]
+        assert x + font.getlength(name) <= width, name
+        assert y <= height, name

@@ -23,6 +23,9 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
+LEGEND_CHAR_PX = 7.0  # a generous width of one character at font-size 11 (DejaVu Sans averages ~6.2)
+
+
 def line_chart(
     series: dict[str, list[tuple[float, float]]],
     *,
@@ -37,6 +40,10 @@ def line_chart(
     clean = {k: v for k, v in clean.items() if v}
     left, right, top, bottom = 60, 130, 28, 42
     pw, ph = width - left - right, height - top - bottom
+    # The legend sits right of the plot, one line per series: the chart grows to hold it instead of cutting it.
+    longest = max((len(k) for k in clean), default=0)
+    width += max(0, math.ceil(28 + LEGEND_CHAR_PX * longest + 6) - right)
+    height = max(height, top + 12 + 16 * len(clean) + bottom)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
         f' role="img" aria-label="{html.escape(title)}" font-family="sans-serif" font-size="11">',
