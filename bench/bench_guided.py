@@ -39,6 +39,16 @@ CONFIGS = {
     "deeplift-shap (128 baselines)": {"xai": "deeplift-shap", "xai_baselines": 128},
     "lime (100, grid)": {"xai": "lime", "lime_segmentation": "grid"},
     "lime (100, quickshift)": {"xai": "lime", "lime_segmentation": "quickshift"},
+    "deeplift-shap (128 baselines), xai_precision bf16": {
+        "xai": "deeplift-shap",
+        "xai_baselines": 128,
+        "xai_precision": "bf16",
+    },
+    "lime (100, quickshift), xai_precision bf16": {
+        "xai": "lime",
+        "lime_segmentation": "quickshift",
+        "xai_precision": "bf16",
+    },
 }
 
 

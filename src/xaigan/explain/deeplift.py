@@ -117,7 +117,9 @@ def _pair_multipliers(
     B = x.shape[0]
     records = []
     hx, hr = x, refs
-    with torch.no_grad():
+    # The rescale rule divides differences of activations: keep them fp32 under bf16 autocast (only the transposed
+    # products below, the bulk of the work, run in bf16).
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         for step in steps:
             rec: dict = {"in_shape": hx.shape[1:]}
             ox, orf = step.fn(hx), step.fn(hr)

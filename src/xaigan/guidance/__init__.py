@@ -67,7 +67,7 @@ SHARED_KWARGS = ("abs", "internal_batch_size")  # saliency settings a shared ste
 CONFIG_KEYS = (
     *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
     *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
-    *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle", "flat"),
+    *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle", "flat", "precision"),
 )
 
 
@@ -103,6 +103,7 @@ class XAIGuidance:
       placebo control, each explained sample's map with its pixels permuted (:func:`masks.shuffle_pixels`);
       ``flat``: the content-free control, every explained sample's mask one number, the mean of the explained
       masks (:func:`masks.flatten_explained`). At most one of the two.
+      ``precision``: the explainer's arithmetic, ``"fp32"`` or ``"bf16"`` (see :func:`xaigan.explain.explain`).
     * ``patience`` (50), ``strict`` (False): the health check. With ``select="fake"``, no sample explained for
       ``patience`` consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
       explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an event in
@@ -142,6 +143,7 @@ class XAIGuidance:
         temperature: float = 0.25,
         shuffle: bool = False,
         flat: bool = False,
+        precision: str = "fp32",
     ) -> None:
         if prior_mode != "replace":
             _explain.get(method)
@@ -154,6 +156,7 @@ class XAIGuidance:
             ("d_output", d_output, ("auto", *OUTPUTS)),
             ("use", use, USES),
             ("schedule", schedule, SCHEDULES),
+            ("precision", precision, _explain.PRECISIONS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -179,6 +182,7 @@ class XAIGuidance:
         self.use, self.schedule, self.end_epoch = use, schedule, end_epoch
         self.clip, self.temperature = float(clip), float(temperature)
         self.shuffle, self.flat = bool(shuffle), bool(flat)
+        self.precision = precision
         self.alpha_now = self.alpha  # alpha in the current epoch (see schedule)
         self._health = HealthCheck(patience, strict)
         self._prior_cache: dict[tuple, Tensor] = {}
@@ -292,6 +296,7 @@ class XAIGuidance:
             mode=self.explain_mode,
             transform=self.transform,
             batch=batch,
+            precision=self.precision,
             **self.explain_kwargs,
         )
 

@@ -93,6 +93,7 @@ def build_guidance(
         temperature=cfg.xai_temperature,
         shuffle=cfg.xai_shuffle,
         flat=cfg.xai_flat,
+        precision=cfg.xai_precision,
     )
 
 
