@@ -170,8 +170,9 @@ def explain(
     :func:`xaigan.explain.resolve_mode`). ``transform``: a callable applied before D
     (e.g. DiffAugment); the explanation is then of ``D(transform(x))`` with respect to ``x``.
     ``precision``: ``"bf16"`` runs D's matrix products (and DeepLIFT's transposed ones) under bf16 autocast, with
-    fp32 outputs, maps and DeepLIFT's forward records: ~2x faster for deeplift-shap and lime on CPUs with AMX, maps
-    within ~1% of fp32 (``docs/benchmarks.md``). ``kwargs`` go to the method (e.g. ``baselines=`` for deeplift-shap,
+    fp32 outputs, maps and DeepLIFT's forward records: deeplift-shap and lime guided steps 1.5-1.7x faster on CPUs
+    with AMX, their maps within 1.3% of fp32 (saliency's 3.2%) on a trained D (``docs/benchmarks.md``).
+    ``kwargs`` go to the method (e.g. ``baselines=`` for deeplift-shap,
     ``n_samples=`` for lime, ``internal_batch_size=``/``perturbations_per_eval=`` to bound memory). The first three
     arguments are positional-only, so a method's own ``method=`` (integrated-gradients) can be passed.
     """

@@ -24,6 +24,7 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 LEGEND_CHAR_PX = 7.0  # a generous width of one character at font-size 11 (DejaVu Sans averages ~6.2)
+LEGEND_TEXT_X, LEGEND_FIRST_Y, LEGEND_LINE = 28, 12, 16  # right of the plot: label offset, first line, line height
 
 
 def line_chart(
@@ -42,8 +43,8 @@ def line_chart(
     pw, ph = width - left - right, height - top - bottom
     # The legend sits right of the plot, one line per series: the chart grows to hold it instead of cutting it.
     longest = max((len(k) for k in clean), default=0)
-    width += max(0, math.ceil(28 + LEGEND_CHAR_PX * longest + 6) - right)
-    height = max(height, top + 12 + 16 * len(clean) + bottom)
+    width += max(0, math.ceil(LEGEND_TEXT_X + LEGEND_CHAR_PX * longest + 6) - right)
+    height = max(height, top + LEGEND_FIRST_Y + LEGEND_LINE * len(clean) + bottom)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
         f' role="img" aria-label="{html.escape(title)}" font-family="sans-serif" font-size="11">',
@@ -82,10 +83,10 @@ def line_chart(
         colour = PALETTE[i % len(PALETTE)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(points))
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}"/>')
-        ly = top + 12 + i * 16
+        ly = top + LEGEND_FIRST_Y + i * LEGEND_LINE
         parts.append(
             f'<line x1="{left + pw + 8}" x2="{left + pw + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="3"/>'
         )
-        parts.append(f'<text x="{left + pw + 28}" y="{ly + 4}">{html.escape(name)}</text>')
+        parts.append(f'<text x="{left + pw + LEGEND_TEXT_X}" y="{ly + 4}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
