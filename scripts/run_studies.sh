@@ -1,0 +1,33 @@
+#!/bin/bash
+# The studies still to finish, in the order of docs/studies.md, each continuing where its record stops (recorded runs
+# are skipped, checkpoints under runs/ resumed). Run in the background on a quiet 2-core machine and commit results/
+# as runs land; stop with `pkill -TERM -f "xaigan reproduce"` (the workers checkpoint and exit).
+#   nohup scripts/run_studies.sh > /tmp/studies.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+X=${XAIGAN:-.venv/bin/xaigan}
+
+study() {  # study NAME [reproduce args...]
+    local name=$1
+    shift
+    echo "== $name $(date -u +%FT%TZ)"
+    "$X" reproduce "configs/study/$name.yaml" --budget paper --record "results/$name" --out "runs/$name" \
+        --workers 2 --quiet "$@"
+}
+
+copy() {  # copy FROM TO CELL [SEEDS_GLOB]: a cell's records shared by two grids with the same settings
+    mkdir -p "results/$2/$3"
+    cp -rn "results/$1/$3/"${4:-seed_*} "results/$2/$3/"
+}
+
+study variants-confirm
+study fmnist35-ema-controls
+copy fmnist35-ema fmnist35-methods normal 'seed_[0-4]'
+copy fmnist35-ema fmnist35-methods saliency 'seed_[0-4]'
+study fmnist35-methods
+study fmnist-efficiency-mlp
+copy fmnist35-ema-controls fmnist35-ema-dose normal
+copy fmnist35-ema-controls fmnist35-ema-dose saliency-flat
+study fmnist35-ema-dose
+echo "== done $(date -u +%FT%TZ)"
