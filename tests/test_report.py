@@ -378,3 +378,30 @@ def test_line_chart_grows_to_hold_long_and_many_legend_labels():
         x, y = shown[name]
         assert x + font.getlength(name) <= width, name
         assert y <= height, name
+
+
+def _header(md: str) -> list[str]:
+    line = next(x for x in md.split("## Results")[1].splitlines() if x.startswith("| cell"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_results_table_leaves_out_the_optional_columns_no_cell_fills(tmp_path):
+    """A grid without augmentation or the original authors' numbers shows neither column nor the original's note;
+    one with them shows both, with the values in the right rows."""
+    out = fake_grid_output(tmp_path / "grid")
+    md = build_report(out)[0].read_text()
+    header = _header(md)
+    assert "DiffAug" not in header and "original repo FID" not in header
+    assert "original repo FID" not in md
+    assert header[:3] == ["cell", "xAI", "data"] and header[-1] == "step time"
+
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["original"] = {"lime": {"fid": 1.353, "source": "their results.txt"}}
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    md = build_report(out)[0].read_text()
+    header = _header(md)
+    assert header[-1] == "original repo FID" and "DiffAug" not in header
+    results = md.split("## Results")[1].split("## Late FID")[0]
+    lime = next(r for r in results.splitlines() if r.startswith("| lime "))
+    assert lime.strip("|").split("|")[-1].strip() == "1.353*"
+    assert "* original repo FID: single unseeded runs" in md

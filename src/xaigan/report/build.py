@@ -42,6 +42,18 @@ COLUMNS = (
 )
 
 
+# Columns that only some grids fill (augmentation cells, cells with a result from the original authors): a report
+# leaves them out when no row has a value, so the table shows what the grid compared and nothing else.
+OPTIONAL_COLUMNS = ("DiffAug", "original repo FID")
+
+
+def results_table(rows: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """The aggregate table's columns and rows, without the optional columns that no row fills."""
+    table = table_rows(rows)
+    keep = [i for i, name in enumerate(COLUMNS) if name not in OPTIONAL_COLUMNS or any(row[i] != "–" for row in table)]
+    return tuple(COLUMNS[i] for i in keep), [[row[i] for i in keep] for row in table]
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
@@ -208,7 +220,7 @@ def _markdown(
     lines = [f"# {title}", "", "## Findings", ""]
     lines += [f"- {_md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
     lines += [f"- {_md_text(n)}" for n in notes] + [""]
-    lines += _md_table(COLUMNS, table_rows(rows))
+    lines += _md_table(*results_table(rows))
     late = late_rows(rows)
     if late:
         lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""] + _md_table(LATE_COLUMNS, late)
@@ -265,7 +277,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 <h1>{html.escape(title)}</h1>
 <h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
-{_html_table("results", COLUMNS, table_rows(rows))}
+{_html_table("results", *results_table(rows))}
 {late_html}
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
 {"".join(figures)}
@@ -330,9 +342,12 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         "paired t-test and Wilcoxon signed-rank test are two-sided; Holm corrects the t-tests for the grid's number "
         "of comparisons. Detectable Δ: the true change the design (these seeds, this spread of differences) detects "
         "with 80% power at 0.05.",
-        "* original repo FID: single unseeded runs from the original authors' results files, computed with another "
-        "extractor (Inception / their MNIST setup): not comparable in absolute value.",
     ]
+    if any(r.get("original") for r in rows):
+        notes.append(
+            "* original repo FID: single unseeded runs from the original authors' results files, computed with "
+            "another extractor (Inception / their MNIST setup): not comparable in absolute value."
+        )
     averaged = {s.cell: s.cfg.g_ema for s in specs if s.cfg.g_ema > 0}
     if averaged:
         notes.append(
