@@ -12,6 +12,7 @@ from tests.helpers_models import conv_bn_d
 from xaigan import config as cfg_mod
 from xaigan.explain import resolve_mode
 from xaigan.guidance import XAIGuidance
+from xaigan.guidance.gradient import scale
 from xaigan.train import gan_step
 
 B, NOISE = 24, 6
@@ -127,3 +128,55 @@ def test_shared_step_needs_one_output_per_sample():
 
 def test_config_accepts_step_mode():
     assert _cfg(explain_mode="step").explain_mode == "step"
+
+
+class _HalvingGuidance:
+    """A user's own guidance with the core protocol only (no shared step, loss weights or schedule): it halves G's
+    gradient at every generated image."""
+
+    stats: dict = {}
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, fake, D, scores=None):
+        self.calls += 1
+        return scale(fake, torch.tensor(0.5))
+
+    def active(self, epoch: int) -> bool:
+        return True
+
+    def drain_events(self) -> list[dict]:
+        return []
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def explain_maps(self, x, D, batch=None):
+        return torch.zeros_like(x)
+
+
+def test_a_guidance_with_the_core_protocol_only_drives_the_g_step():
+    """The optional parts are told apart by protocol, not by probing names: XAIGuidance is all of them, a guidance
+    with the core protocol only is none and is called through ``guide(fake, D)``, and G's update (SGD, lr 1) is
+    exactly half the plain one's."""
+    from xaigan.guidance import Guidance, LossWeighting, Scheduled, SharedStep
+
+    paper = XAIGuidance("saliency", explain_mode="step")
+    assert all(isinstance(paper, p) for p in (Guidance, LossWeighting, Scheduled, SharedStep))
+    halving = _HalvingGuidance()
+    assert isinstance(halving, Guidance)
+    assert not any(isinstance(halving, p) for p in (LossWeighting, Scheduled, SharedStep))
+
+    G, D = _nets(prob=False)
+    real = torch.rand(B, 1, 8, 8) * 2 - 1
+    cfg = _cfg()
+    before = [p.detach().clone() for p in G.parameters()]
+    plain = [b - p for b, p in zip(before, _step(G, D, real, cfg, None).parameters())]
+    halved = [b - p for b, p in zip(before, _step(G, D, real, cfg, halving).parameters())]
+    assert halving.calls == 1
+    for a, h in zip(plain, halved):
+        torch.testing.assert_close(h, 0.5 * a, rtol=1e-5, atol=1e-7)

@@ -58,6 +58,9 @@ from xaigan.guidance.masks import (
 )
 from xaigan.guidance.masks import minmax as minmax
 from xaigan.guidance.protocol import Guidance as Guidance
+from xaigan.guidance.protocol import LossWeighting as LossWeighting
+from xaigan.guidance.protocol import Scheduled as Scheduled
+from xaigan.guidance.protocol import SharedStep as SharedStep
 from xaigan.guidance.protocol import describe
 from xaigan.guidance.regimes import Regimes
 from xaigan.guidance.uses import SCHEDULES, USES, factor, scheduled_alpha, signed_unit

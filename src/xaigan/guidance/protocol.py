@@ -1,4 +1,5 @@
-"""What a trainer codes against (:class:`Guidance`), and how a guidance's settings are recorded (:func:`describe`)."""
+"""What a trainer codes against (:class:`Guidance`, and the optional :class:`Scheduled`, :class:`SharedStep` and
+:class:`LossWeighting`), and how a guidance's settings are recorded (:func:`describe`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,33 @@ class Guidance(Protocol):
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def explain_maps(self, x: Tensor, D: nn.Module, batch: Tensor | None = None) -> Tensor: ...
+
+
+@runtime_checkable
+class Scheduled(Protocol):
+    """A guidance whose strength changes over training: the trainer calls ``at_epoch(epoch)`` when a guided epoch
+    starts and logs ``alpha_now``, the strength in use."""
+
+    alpha_now: float
+
+    def at_epoch(self, epoch: int) -> None: ...
+
+
+@runtime_checkable
+class SharedStep(Protocol):
+    """A guidance that G's step can compute from its own pass of D: if ``shares_step(D)``, the step calls
+    ``scale_gradient(grad, fake, D, scores, jacobian)`` with G's gradient at the image instead of ``guide(fake, D)``."""
+
+    def shares_step(self, D: nn.Module) -> bool: ...
+    def scale_gradient(self, grad: Tensor, fake: Tensor, D: nn.Module, scores: Tensor, jacobian: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class LossWeighting(Protocol):
+    """A guidance that weights each sample's share of G's loss: ``loss_weights()`` after ``guide(fake, D)`` gives one
+    weight per sample, or None for plain weights."""
+
+    def loss_weights(self) -> Tensor | None: ...
 
 
 def describe(value: object) -> object:

@@ -11,7 +11,7 @@ from torch import nn
 
 from xaigan.config import Config, ConfigError
 from xaigan.explain import has_batchnorm, resolve_output
-from xaigan.guidance import Guidance
+from xaigan.guidance import Guidance, LossWeighting, SharedStep
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -119,8 +119,7 @@ def gan_step(
 
     with autocast:
         fake = G(noise(batch))
-    shared = getattr(guidance, "shares_step", None)
-    if shared is not None and shared(inner):
+    if isinstance(guidance, SharedStep) and guidance.shares_step(inner):
         loss_g = _shared_g_step(fake, inner, cfg, kind, aug, guidance, autocast, opt_g)
     else:
         loss_g = _g_step(fake, inner, cfg, kind, aug, guidance, autocast, opt_g)
@@ -139,7 +138,8 @@ def _g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g) -> torch.Tensor:
     weights = None
     if guidance is not None:
         fake = guidance(fake.float(), D)
-        weights = getattr(guidance, "loss_weights", lambda: None)()  # per-sample weights of G's loss, if any
+        if isinstance(guidance, LossWeighting):
+            weights = guidance.loss_weights()  # per-sample weights of G's loss, if any
     with frozen(D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's backward)
         with autocast:
             d_gen = D(aug(fake))

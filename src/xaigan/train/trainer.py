@@ -25,7 +25,7 @@ from tqdm import tqdm
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
 from xaigan.explain import resolve_mode, resolve_output
-from xaigan.guidance import Guidance
+from xaigan.guidance import Guidance, Scheduled
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint, distributed
@@ -264,7 +264,7 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs and not interrupted:
                 guide = self.guidance if self.guidance_active(self.epoch) else None
-                if guide is not None and hasattr(guide, "at_epoch"):
+                if isinstance(guide, Scheduled):
                     guide.at_epoch(self.epoch)  # the strength's schedule
                 for real in self.loader.batches(self.epoch, self.position):
                     t0 = time.perf_counter()
@@ -294,7 +294,7 @@ class Trainer:
                         stats.update(
                             xai_explained=xai["explained"], xai_mask_mean=xai["mask_mean"], xai_seconds=xai["seconds"]
                         )
-                        if hasattr(guide, "alpha_now"):
+                        if isinstance(guide, Scheduled):
                             stats["xai_alpha"] = guide.alpha_now
                         for event in guide.drain_events():
                             logger.log({"epoch": self.epoch, "step": self.step, **event})
