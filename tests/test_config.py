@@ -26,6 +26,7 @@ def test_defaults_validate():
         ({"prior": "/no/such/prior.png"}, "prior: /no/such/prior.png is not a readable image"),
         ({"xai": "saliency", "xai_start": 1.0}, "starts the guidance after the last epoch"),
         ({"xai": "saliency", "xai_threshold": 0}, "xai_threshold 0 selects no sample"),
+        ({"xai": "saliency", "prior_mode": "replace"}, "prior_mode replace uses the prior as the mask: set prior"),
     ],
 )
 def test_invalid_values_name_the_key(override, message):

@@ -67,6 +67,13 @@ def test_image_folder(tmp_path, mode):
     assert sorted(set(loaded.labels.tolist())) == [0, 1]
 
 
+def test_a_folder_asked_for_a_split_says_it_has_none(tmp_path, caplog):
+    write_image_folder(tmp_path / "imgs", n=10, size=16, mode="L")
+    loaded = data.load(f"folder:{tmp_path / 'imgs'}", split="test")
+    assert len(loaded.images) == 10 and loaded.meta["split"] == "all"
+    assert "has no train/test split; using all 10 images" in caplog.text
+
+
 def test_image_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(formats.FormatError, match="no images"):

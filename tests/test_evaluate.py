@@ -32,6 +32,26 @@ def test_generated_images_are_seeded_and_quantised_like_saved_pngs():
     assert np.array_equal(a.numpy(), expected)
 
 
+def test_a_share_of_the_samples_calls_g_only_for_its_rows():
+    """A distributed rank's share (``rows``) is the same rows of the same draw, in as many batches as it needs."""
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(4, 12), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 3, 4)))
+
+        def forward(self, z):
+            calls.append(len(z))
+            return self.net(z)
+
+    G = Counting()
+    whole = generate_uint8(G, 10, 4, seed=1)
+    calls.clear()
+    share = generate_uint8(G, 10, 4, seed=1, batch_size=3, rows=slice(5, 10))
+    assert torch.equal(share, whole[5:10]) and calls == [3, 2]
+
+
 def test_evaluate_run_and_cached_reference(trained, capsys):
     cfg, tmp_path = trained
     from_config(cfg, tmp_path / "run").fit()

@@ -63,6 +63,18 @@ def test_grid_baselines_and_validation(tmp_path):
         load_grid(_grid_file(tmp_path, "fashion-mnist", colour="red"))
 
 
+def test_a_baseline_is_found_by_the_resolved_settings(tmp_path):
+    """A cell that writes out a default (the model, the full data, no augmentation) still has the baseline that
+    leaves it out; one on other data has none."""
+    cells = {
+        "normal": {"xai": "none"},
+        "saliency": {"xai": "saliency", "model": "mlp", "fraction": 1.0, "diffaugment": ""},
+        "lime-half": {"xai": "lime", "fraction": 0.5},
+    }
+    grid = load_grid(_grid_file(tmp_path, "fashion-mnist", cells=cells))
+    assert grid.baseline("saliency") == "normal" and grid.baseline("lime-half") is None
+
+
 @pytest.mark.parametrize("path", ["fmnist35", "fmnist100", "mnist35", "mnist100", "cifar10"])
 def test_paper_grids_load(path):
     grid = load_grid(f"configs/paper/{path}.yaml")

@@ -225,6 +225,10 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, fold
     run.checkpoint().write_bytes(run.checkpoint().read_bytes()[:1000])  # torn by bit rot, a bad disk, a user
     trainer = train.resume(run)
     assert trainer.step == 6 and "resuming from" in caplog.text and "previous.pt" in caplog.text
+    trainer.save_checkpoint()  # the damaged last.pt is replaced, not kept as previous.pt over the good one
+    assert load_torch(run.checkpoint(PREVIOUS))["step"] == 6 and load_torch(run.checkpoint())["step"] == 6
+    trainer.save_checkpoint()  # from now on last.pt rotates as before
+    assert load_torch(run.checkpoint(PREVIOUS))["step"] == 6
     trainer.fit()
     _same_weights(tmp_path / "straight", run)
     assert not run.checkpoint(PREVIOUS).exists()  # a finished run keeps one checkpoint

@@ -54,6 +54,13 @@ def test_rule_waits_for_every_seed():
     assert sel["qualified"] == ["a", "b"]  # provisional, shown but not selected
 
 
+def test_rule_waits_for_a_cell_with_no_finished_run():
+    """A cell none of whose runs finished (all failed, say) has no pairs at all: still pending, not left out."""
+    rows = [BASE, row("a", -20.0, 3), {"cell": "b", "baseline": "normal", "paired": None}]
+    sel = apply_rule(rows, SelectionRule(), 3)
+    assert sel["pending"] == ["b"] and sel["selected"] == []
+
+
 def test_grid_file_takes_a_select_rule(tmp_path):
     spec = {"name": "g", "cells": {"normal": {"xai": "none"}}, "select": {"max_change_pct": -10, "top": 1}}
     path = tmp_path / "g.yaml"

@@ -76,6 +76,19 @@ def test_every_flag_sets_its_key(tmp_path):
     assert cfg.lr_g == config.Config().lr_g  # unset flags keep the defaults
 
 
+def test_a_flag_value_is_the_string_typed_not_yaml(tmp_path):
+    """Read as YAML, "--name 2024" was a number (refused), "--name yes" a bool, and "runs #2" lost its "#2"."""
+    from xaigan.cli.run import config_layers
+
+    folder = tmp_path / "runs #2"
+    folder.mkdir()
+    argv = ["train", "--name", "2024", "--data-dir", str(folder), "--xai-strict", "yes", "--fraction", "0.5"]
+    cfg = config.resolve(*config_layers(build_parser().parse_args(argv)))
+    assert cfg.name == "2024" and cfg.data_dir == str(folder) and cfg.xai_strict is True and cfg.fraction == 0.5
+    cfg = config.resolve(*config_layers(build_parser().parse_args(["train", "--name", "yes"])))
+    assert cfg.name == "yes"
+
+
 @pytest.mark.parametrize(
     "registry", [data.REGISTRY, models.REGISTRY, explain.REGISTRY, features.REGISTRY, augment.REGISTRY]
 )

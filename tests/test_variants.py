@@ -373,3 +373,18 @@ def test_flat_control_in_the_shared_step_equals_separate_passes(use):
     for a, b, g0 in zip(Ga.parameters(), Gb.parameters(), G.parameters()):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
         assert not torch.equal(a, g0)
+
+
+def test_explainers_that_drop_the_sign_by_default_declare_how_to_keep_it():
+    """The signed use turns on what each explainer declares (no probing of signatures in the factory); an
+    explainer that takes ``abs`` must declare ``signed={"abs": False}``, or the signed use would get |maps|."""
+    import inspect
+
+    from xaigan import explain
+
+    for name in explain.available():
+        info = explain.info(name)
+        if "abs" in inspect.signature(info.fn).parameters:
+            assert info.signed == {"abs": False}, name
+        else:
+            assert info.signed == {}, name

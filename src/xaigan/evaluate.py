@@ -45,7 +45,7 @@ def generate_uint8(
     was_training = G.training
     G.eval()
     out = []
-    for start in range(0, n, batch_size):
+    for start in range(0, len(noise), batch_size):
         out.append(to_uint8(G(noise[start : start + batch_size].to(device))).cpu())
     G.train(was_training)
     return torch.cat(out)
@@ -158,10 +158,9 @@ class Evaluator:
         classifies with max softmax >= ``confident`` and how many classes those cover (a recognisability check that
         does not depend on the feature space's distances), from the samples' ``features``. Empty for other
         extractors."""
-        classify = getattr(self.extractor, "classify", None)
-        if classify is None:
+        probs = self.extractor.classify(features)
+        if probs is None:
             return {}
-        probs = classify(features)
         sure = probs.max(1).values >= confident
         return {
             "confident": float(sure.float().mean()),

@@ -133,6 +133,14 @@ class RunDir:
     def explanation_path(self, epoch: int) -> Path:
         return self.explanations_dir / f"epoch_{epoch:04d}.png"
 
+    def sample_paths(self) -> list[Path]:
+        """The sample grids written so far, oldest epoch first."""
+        return sorted(self.samples_dir.glob("epoch_*.png"))
+
+    def explanation_paths(self) -> list[Path]:
+        """The explanation figures written so far, oldest epoch first."""
+        return sorted(self.explanations_dir.glob("epoch_*.png"))
+
     # -- state ----------------------------------------------------------------------------------------------------
     def holds_run(self) -> bool:
         """Whether a run was started here (config, metrics, checkpoints or summary present)."""

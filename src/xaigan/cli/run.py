@@ -29,8 +29,8 @@ def config_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.config:
         layers.append(config_mod.load_yaml(args.config))
     flags = {o.name: getattr(args, f"cfg_{o.name}", None) for o in config_mod.schema()}
-    given = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    layers.append(config_mod.parse_assignments(given))
+    # a flag's value is the string typed; the schema converts it (read as YAML, "--name 2024" would be a number)
+    layers.append({k: v for k, v in flags.items() if v is not None})
     layers.append(config_mod.parse_assignments(args.set))
     if getattr(args, "quiet", False):
         layers.append({"progress": False})
@@ -165,9 +165,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise CLIError(f"{out} exists; pass --force to replace it")
-    G, _ = load_generator(run, args.checkpoint)
+    G, cfg = load_generator(run, args.checkpoint)
     G.eval()
-    z = torch.randn(args.n, G.noise_dim, generator=torch.Generator().manual_seed(args.seed))
+    z = torch.randn(args.n, cfg.noise_dim, generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
         images = G(z)
     save_image_grid(images, out, nrow=args.nrow)

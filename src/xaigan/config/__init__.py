@@ -140,7 +140,8 @@ class Config:
     xai_precision: str = option(
         "fp32",
         "arithmetic of the explainer: fp32, or bf16 (D's matrix products in bf16, maps in fp32; ~1.6x faster "
-        "deeplift-shap and lime guided steps on CPUs with AMX)",
+        "deeplift-shap and lime guided steps on CPUs with AMX; saliency with explain_mode step reads G's own pass "
+        "of D, in the training precision)",
         choices=("fp32", "bf16"),
         group="xai",
     )
@@ -226,6 +227,8 @@ class Config:
             )
         if self.xai_shuffle and self.xai_flat:
             raise ConfigError("xai_shuffle and xai_flat are two controls of a guidance: set at most one")
+        if self.prior_mode == "replace" and self.prior is None:
+            raise ConfigError("prior_mode replace uses the prior as the mask: set prior (an image file)")
         if self.xai_select == "fake" and self.xai_threshold == 0:
             raise ConfigError(
                 "xai_threshold 0 selects no sample (a probability is never below 0): guidance would never run"

@@ -90,6 +90,8 @@ def _read(name: str, split: str, data_dir: str | None, download: bool) -> tuple[
     if name.startswith(FOLDER_PREFIX):
         folder = Path(name[len(FOLDER_PREFIX) :]).expanduser()
         images, labels = formats.read_image_folder(folder)
+        if split != "all":
+            log.warning("%s has no train/test split; using all %d images", name, len(images))
         return images, labels, {"source": "folder", "location": str(folder), "split": "all"}
     spec = REGISTRY[name]
     found = resolve(spec, data_dir, download=download)

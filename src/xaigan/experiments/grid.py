@@ -62,15 +62,16 @@ class Grid:
         augmentation (``None`` for a baseline itself)."""
         if cell in self.compare:
             return self.compare[cell]
-        own = {**self.base, **self.cells[cell]}
-        if own.get("xai", "none") == "none":
+        budget = next(iter(self.budgets))  # the resolved settings, so that a default written out matches one left out
+
+        def settings(c: str) -> tuple:
+            cfg = self.cell_config(c, budget, 0)
+            return cfg.xai, cfg.dataset, cfg.fraction, cfg.diffaugment, cfg.xai_cutout, cfg.model
+
+        own = settings(cell)
+        if own[0] == "none":
             return None
-        keys = ("dataset", "fraction", "diffaugment", "xai_cutout", "model")
-        for other, overrides in self.cells.items():
-            merged = {**self.base, **overrides}
-            if merged.get("xai", "none") == "none" and all(merged.get(k) == own.get(k) for k in keys):
-                return other
-        return None
+        return next((o for o in self.cells if (s := settings(o))[0] == "none" and s[1:] == own[1:]), None)
 
     def with_references(self, cells: list[str]) -> list[str]:
         """``cells`` and what they are compared with (baselines, the cells controls control), in the grid's order.

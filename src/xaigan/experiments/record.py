@@ -103,13 +103,13 @@ def record_run(run: RunDir, dest: str | Path) -> None:
     if run.state() != "done":
         raise ValueError(f"{run.path} is not trained and evaluated yet; nothing to record")
     out = RunDir(dest)
-    for src in (run.config_path, run.path / RunDir.DATA):
+    for src in (run.config_path, run.data_path):
         if src.is_file():
             atomic_write_bytes(out.path / src.name, src.read_bytes())
     if run.metrics_path.is_file():
         atomic_write_text(out.metrics_path, _thin_metrics(run.metrics_path.read_text().splitlines()))
-    samples = sorted(run.samples_dir.glob("epoch_*.png"))[-1:]
-    explanations = evenly_spaced(sorted(run.explanations_dir.glob("epoch_*.png")))
+    samples = run.sample_paths()[-1:]
+    explanations = evenly_spaced(run.explanation_paths())
     for folder, files in ((out.samples_dir, samples), (out.explanations_dir, explanations)):
         for src in files:
             atomic_write_bytes(folder / src.name, src.read_bytes())

@@ -69,7 +69,10 @@ def apply_rule(rows: list[dict[str, Any]], rule: SelectionRule, n_seeds: int) ->
             }
         )
     ranking.sort(key=lambda c: c["change_pct"])
+    # every cell with a baseline counts, also one with no finished pair yet (e.g. all of its runs failed)
+    pairs = {r["cell"]: (r.get("paired") or {}).get("n_pairs") or 0 for r in rows if r.get("baseline") is not None}
     pending = [c["cell"] for c in ranking if c["n_pairs"] < n_seeds]
+    pending += [cell for cell, n in pairs.items() if n == 0]
     qualified = [c["cell"] for c in ranking if c["qualifies"]]
     out: dict[str, Any] = {"rule": asdict(rule), "n_seeds": n_seeds, "ranking": ranking, "pending": pending}
     out.update(qualified=qualified, hurts=[c["cell"] for c in ranking if c["hurts"]], fallback=False, selected=[])

@@ -59,7 +59,8 @@ class ExplainerInfo:
 
     ``options``: explainer keyword -> run-config key (integrated-gradients: ``{"n_steps": "xai_steps"}``).
     ``references``: ``(keyword, config key of how many)`` when the explainer takes real reference images
-    (deeplift-shap: ``("baselines", "xai_baselines")``), else ``None``.
+    (deeplift-shap: ``("baselines", "xai_baselines")``), else ``None``. ``signed``: the keywords that make it keep
+    the sign it drops by default (saliency: ``{"abs": False}``); empty when its maps are signed already.
     """
 
     name: str
@@ -67,6 +68,7 @@ class ExplainerInfo:
     summary: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
     references: tuple[str, str] | None = None
+    signed: Mapping[str, Any] = field(default_factory=dict)
 
     def kwargs(self, settings: Mapping[str, Any], references: Callable[[int], Tensor] | None = None) -> dict:
         """The explainer's keyword arguments from a run config; ``references(k)`` gives k real reference images."""
@@ -95,9 +97,11 @@ def register(
     summary: str = "",
     options: Mapping[str, str] | None = None,
     references: tuple[str, str] | None = None,
+    signed: Mapping[str, Any] | None = None,
 ) -> ExplainerInfo:
     """Register ``fn`` under ``name`` with its settings; a name already taken raises ``ValueError``."""
-    entry = ExplainerInfo(name, fn, summary, dict(options or {}), tuple(references) if references else None)
+    refs = tuple(references) if references else None
+    entry = ExplainerInfo(name, fn, summary, dict(options or {}), refs, dict(signed or {}))
     return REGISTRY.register(name, entry)
 
 
@@ -116,7 +120,7 @@ def available() -> list[str]:
     return REGISTRY.names()
 
 
-register("saliency", saliency, summary="|d target / d pixel|, one backward pass")
+register("saliency", saliency, summary="|d target / d pixel|, one backward pass", signed={"abs": False})
 register("input-x-gradient", input_x_gradient, summary="pixel * d target / d pixel")
 register(
     "integrated-gradients",
@@ -131,7 +135,12 @@ register(
     options={"n_steps": "xai_steps"},
     references=("baselines", "xai_baselines"),
 )
-register("smoothgrad", smoothgrad, summary="mean |gradient| over Gaussian-noised copies of the image")
+register(
+    "smoothgrad",
+    smoothgrad,
+    summary="mean |gradient| over Gaussian-noised copies of the image",
+    signed={"abs": False},
+)
 register("deeplift", deeplift, summary="DeepLIFT rescale rule against a mid-grey reference")
 register(
     "deeplift-shap",

@@ -57,6 +57,7 @@ from xaigan.guidance.masks import (
     shuffle_pixels,
 )
 from xaigan.guidance.masks import minmax as minmax
+from xaigan.guidance.protocol import CountsRegimes as CountsRegimes
 from xaigan.guidance.protocol import Guidance as Guidance
 from xaigan.guidance.protocol import LossWeighting as LossWeighting
 from xaigan.guidance.protocol import Scheduled as Scheduled

@@ -1,5 +1,5 @@
-"""What a trainer codes against (:class:`Guidance`, and the optional :class:`Scheduled`, :class:`SharedStep` and
-:class:`LossWeighting`), and how a guidance's settings are recorded (:func:`describe`)."""
+"""What a trainer codes against (:class:`Guidance`, and the optional :class:`Scheduled`, :class:`SharedStep`,
+:class:`LossWeighting` and :class:`CountsRegimes`), and how a guidance's settings are recorded (:func:`describe`)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,14 @@ class LossWeighting(Protocol):
     weight per sample, or None for plain weights."""
 
     def loss_weights(self) -> Tensor | None: ...
+
+
+@runtime_checkable
+class CountsRegimes(Protocol):
+    """A guidance that counts how many of its calls explained none, some or all of the batch (``regimes()``, written
+    to the run's summary)."""
+
+    def regimes(self) -> dict: ...
 
 
 def describe(value: object) -> object:

@@ -99,6 +99,11 @@ class FeatureExtractor:
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def classify(self, features: Any) -> torch.Tensor | None:
+        """The softmax over the dataset's classes, ``(N, classes)``, from features this extractor returned, if it is
+        a classifier of them; None if it is not (the base class)."""
+        return None
+
     def __call__(self, images_uint8: Any) -> np.ndarray:
         images = _as_uint8_nchw(images_uint8)
         n = images.shape[0]

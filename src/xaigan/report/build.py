@@ -173,16 +173,7 @@ def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[floa
     }
 
 
-def _last_png(folder: Path) -> Path | None:
-    pngs = sorted(folder.glob("epoch_*.png"))
-    return pngs[-1] if pngs else None
-
-
-def _heatmap_epochs(folder: Path, k: int = 3) -> list[Path]:
-    return evenly_spaced(sorted(folder.glob("epoch_*.png")), k)
-
-
-def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, list[tuple[str, Path]]]:
+def collect_images(records: list[dict[str, Any]]) -> dict[str, list[tuple[str, Path]]]:
     """Sample grids (last epoch, first seed of each cell: same fixed noise) and explanation maps over training."""
     first_seed = min((r["seed"] for r in records), default=0)
     samples, heatmaps = [], []
@@ -190,10 +181,10 @@ def collect_images(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, li
         if r["seed"] != first_seed:
             continue
         run = RunDir(r["run_dir"])
-        last = _last_png(run.samples_dir)
-        if last:
-            samples.append((f"{r['cell']} (seed {first_seed}, {last.stem.replace('_', ' ')})", last))
-        for path in _heatmap_epochs(run.explanations_dir):
+        grids = run.sample_paths()
+        if grids:
+            samples.append((f"{r['cell']} (seed {first_seed}, {grids[-1].stem.replace('_', ' ')})", grids[-1]))
+        for path in evenly_spaced(run.explanation_paths(), 3):
             heatmaps.append((f"{r['cell']}: {path.stem.replace('_', ' ')}", path))
     return {"samples": samples, "explanations": heatmaps}
 
@@ -210,7 +201,6 @@ def _md_text(text: str) -> str:
 
 def _markdown(
     title: str,
-    meta: dict[str, Any],
     rows: list[dict[str, Any]],
     charts: dict[str, str],
     images: dict[str, list[tuple[str, Path]]],
@@ -323,7 +313,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         for key, (t, y) in titles.items()
         if key in series
     }
-    images = collect_images(out_dir, records)
+    images = collect_images(records)
     extractors = {r["eval"]["extractor"]["id"]: r["eval"]["extractor"] for r in records if r["eval"]}
 
     def describe(e: dict[str, Any]) -> str:
@@ -365,7 +355,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         for _, path in items:
             atomic_write_bytes(files / _asset_name(path), path.read_bytes())
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    atomic_write_text(md_path, _markdown(title, meta, rows, charts, images, notes, selection))
+    atomic_write_text(md_path, _markdown(title, rows, charts, images, notes, selection))
     atomic_write_text(html_path, _html(title, rows, charts, images, notes, selection))
     atomic_write_text(out_dir / "aggregate.json", json.dumps(rows, indent=2, default=str))
     if selection is not None:

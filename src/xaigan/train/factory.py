@@ -6,7 +6,6 @@ folder. Loading a checkpoint never rewrites a file; a resumed run's metrics are 
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -68,8 +67,8 @@ def build_guidance(
         return None
     info = explain.info(cfg.xai)
     kwargs = info.kwargs(cfg.to_dict(), references=lambda k: baseline_batch(images, k, cfg.seed, device))
-    if cfg.xai_use == "signed" and "abs" in inspect.signature(info.fn).parameters:
-        kwargs["abs"] = False  # the signed use needs the sign the default absolute value drops
+    if cfg.xai_use == "signed":
+        kwargs.update(info.signed)  # the signed use needs the sign some explainers drop by default
     return XAIGuidance(
         cfg.xai,
         alpha=cfg.alpha,
@@ -170,10 +169,11 @@ def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
         raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
     lock = _on_main(dist, lambda: _claim_existing(run))
     try:
-        state = _load_last_good(run)
+        state, fell_back = _load_last_good(run)
         trainer = _build(Config.from_dict(run.read_config()), run, dist)
         _check_same_data(run, trainer.data.meta)
         trainer.load_state(state)
+        trainer.last_unreadable = fell_back
     except BaseException:
         if lock is not None:
             lock.release()
@@ -192,15 +192,16 @@ def _claim_existing(run: RunDir) -> Any:
     return lock
 
 
-def _load_last_good(run: RunDir) -> dict:
+def _load_last_good(run: RunDir) -> tuple[dict, bool]:
+    """The last checkpoint's state (the previous one's if the last is missing or damaged), and whether it fell back."""
     try:
-        return checkpoint.load(run.checkpoint(LAST))
+        return checkpoint.load(run.checkpoint(LAST)), False
     except (FileNotFoundError, UnreadableFileError) as exc:
         if not run.checkpoint(PREVIOUS).is_file():
             raise
         state = checkpoint.load(run.checkpoint(PREVIOUS))
         log.warning("%s; resuming from %s (step %d) instead", exc, run.checkpoint(PREVIOUS), state["step"])
-        return state
+        return state, True
 
 
 def _check_same_data(run: RunDir, now: dict) -> None:

@@ -100,7 +100,7 @@ def gan_step(
         def noise(n: int) -> torch.Tensor:
             return torch.randn(n, cfg.noise_dim, device=device)
 
-    inner = getattr(D, "module", D)
+    inner = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
     kind = resolve_output(inner, cfg.d_output)
     autocast = _autocast(cfg, device)
     fast = cfg.precision != "fp32"

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
 from xaigan.explain import resolve_mode, resolve_output
-from xaigan.guidance import Guidance, Scheduled
+from xaigan.guidance import CountsRegimes, Guidance, Scheduled
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint, distributed
@@ -130,6 +130,7 @@ class Trainer:
         self._logger: RunLogger | None = None
         self._writer = checkpoint.AsyncWriter()
         self.lock: RunLock | None = None  # the run folder's lock, set by the factories, released when fit() ends
+        self.last_unreadable = False  # resumed from previous.pt: the next save must not rotate last.pt over it
         # What the step trains: G and D themselves, or their DistributedDataParallel wrappers.
         self._train_G, self._train_D = self.G, self.D
         self.noise: GlobalNoise | None = None
@@ -206,7 +207,8 @@ class Trainer:
                     f"the last good checkpoint is {self.run.checkpoint(LAST)} (lower the learning rates?)"
                 )
         path = self.run.checkpoint(name)
-        previous = self.run.checkpoint(PREVIOUS) if name == LAST else None
+        previous = self.run.checkpoint(PREVIOUS) if name == LAST and not self.last_unreadable else None
+        self.last_unreadable = self.last_unreadable and name != LAST
         self._writer.submit(path, self.state(), previous=previous)
         if wait:
             self._writer.wait()
@@ -370,8 +372,7 @@ class Trainer:
         self.pending_epoch = None
 
     def _xai_regimes(self) -> dict[str, Any]:
-        regimes = getattr(self.guidance, "regimes", None)
-        return {"xai_regimes": regimes()} if regimes is not None else {}
+        return {"xai_regimes": self.guidance.regimes()} if isinstance(self.guidance, CountsRegimes) else {}
 
     def _finish(self) -> dict[str, Any]:
         records = [r for r in self.run.read_metrics() if "d_loss" in r]
