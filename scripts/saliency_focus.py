@@ -1,4 +1,4 @@
-"""Where a trained D's saliency falls: on the garment, or spread over the background.
+"""Where a trained D's saliency (or another explanation) falls: on the garment, or spread over the background.
 
     python scripts/saliency_focus.py runs/fmnist35-ema/saliency/seed_0 [more runs...] --n 512
 
@@ -20,6 +20,7 @@ import torch
 
 from xaigan import data, explain, models
 from xaigan.rundir import RunDir
+from xaigan.train.factory import baseline_batch
 
 OBJECT = -0.8  # a pixel brighter than this (on [-1, 1]) belongs to the object
 
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--n", type=int, default=512)
+    parser.add_argument(
+        "--method",
+        default="saliency",
+        choices=("saliency", "integrated-gradients-real"),
+        help="the explainer (integrated-gradients-real: from 128 of the run's real images, as the guidance draws them)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -62,8 +69,11 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             fake = G(torch.randn(args.n, cfg["noise_dim"], generator=torch.Generator().manual_seed(0)))
         real = data.to_float(images.images[: args.n])
+        kwargs = {}
+        if args.method == "integrated-gradients-real":
+            kwargs = {"baselines": baseline_batch(images.images, 128, cfg["seed"], torch.device("cpu"))}
         for kind, x in (("generated", fake), ("real", real)):
-            maps = explain.explain("saliency", D, x, target="prob")
+            maps = explain.explain(args.method, D, x, target="prob", **kwargs).abs()
             rows.append((path, state["epoch"], kind, focus(maps, x)))
         noise = torch.randn(fake.shape, generator=torch.Generator().manual_seed(1)).abs()
         rows.append((path, state["epoch"], "generated, |noise| maps", focus(noise, fake)))
