@@ -114,3 +114,13 @@ def test_domain_extractor_accuracy_on_fashion_mnist():
         train.images, train.labels, seed=0, val_images=test.images, val_labels=test.labels
     )
     assert acc >= 0.90
+
+
+def test_every_feature_extractor_has_a_provider_and_no_other():
+    """The evaluator builds each extractor through the provider registered under its name (no per-name branches):
+    the two registries name the same extractors, and an unknown name is one error listing them."""
+    from xaigan.evaluate import PROVIDERS
+
+    assert PROVIDERS.names() == metrics.features.available()
+    with pytest.raises(ValueError, match="unknown feature extractor 'clip'; available: domain, inception"):
+        Evaluator("no-such-dataset", features="clip")

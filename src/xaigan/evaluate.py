@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from xaigan import data as data_mod
 from xaigan import metrics, models
 from xaigan.config import Config
 from xaigan.io import UnreadableFileError, to_uint8
+from xaigan.metrics.features import FeatureExtractor
+from xaigan.registry import Registry
 from xaigan.rundir import BEST, LAST, RunDir
 from xaigan.train import Trainer, pick_device
 from xaigan.train import checkpoint as checkpoint_mod
@@ -56,6 +60,76 @@ PR_K = 5
 Fashion-MNIST (10k each), with k = 5 0.94-0.95 (``docs/metrics.md``)."""
 
 
+@dataclass(frozen=True)
+class ExtractorRequest:
+    """What a provider may use to build a feature extractor for one evaluation."""
+
+    dataset: str
+    data_dir: str | None = None
+    device: str | torch.device = "cpu"
+    seed: int = 0  # of the domain classifier's training, when it is not cached yet
+    inception_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtractorProvider:
+    """How the evaluator obtains one registered feature extractor: ``provide(request)`` gives the extractor and what
+    a result records beside its meta (the domain classifier's accuracy, ...); ``check(request)`` fails at once on
+    what is missing, before a training run spends epochs."""
+
+    provide: Callable[[ExtractorRequest], tuple[FeatureExtractor, dict[str, Any]]]
+    check: Callable[[ExtractorRequest], None] = lambda request: None
+
+
+PROVIDERS: Registry[ExtractorProvider] = Registry("feature extractor")
+"""One provider per extractor of :data:`xaigan.metrics.features.REGISTRY`, under the same name."""
+
+
+def _provide_domain(req: ExtractorRequest) -> tuple[FeatureExtractor, dict[str, Any]]:
+    """The dataset's own classifier (trained on its train split, cached by content), as a feature extractor."""
+    train = data_mod.load(req.dataset, data_dir=req.data_dir, split="train", download=False)
+    if (train.labels < 0).any():
+        raise ValueError(
+            f"the domain extractor needs labelled data and {req.dataset} has no labels; use --features inception"
+        )
+    kwargs: dict[str, Any] = {}
+    if train.meta["split"] == "train":  # a real split exists: measure accuracy on the official test split
+        test = data_mod.load(req.dataset, data_dir=req.data_dir, split="test", download=False)
+        kwargs.update(val_images=test.images, val_labels=test.labels)
+    model, info = metrics.load_or_train_domain(
+        train.images,
+        train.labels,
+        dataset_hash=train.meta["content_sha256"],
+        cache_dir=metrics_home() / "domain",
+        seed=req.seed,
+        log=log.info,
+        augment=True,
+        **kwargs,
+    )
+    # Whether it came from the cache is logged, not stored: a result must not depend on what was cached.
+    log.info(
+        "domain extractor %s (%s): held-out accuracy %.4f",
+        info["arch"],
+        "cached" if info["cached"] else "trained now",
+        info["accuracy"],
+    )
+    extractor = metrics.features.get("domain", model=model, device=req.device)
+    return extractor, {"accuracy": info["accuracy"], "trained_on": f"{req.dataset}:{train.meta['split']}"}
+
+
+def _provide_inception(req: ExtractorRequest) -> tuple[FeatureExtractor, dict[str, Any]]:
+    return metrics.features.get("inception", weights_path=req.inception_weights, device=req.device), {}
+
+
+PROVIDERS.register("domain", ExtractorProvider(_provide_domain))
+PROVIDERS.register(
+    "inception",
+    ExtractorProvider(
+        _provide_inception, check=lambda req: metrics.inception.resolve_weights_path(req.inception_weights)
+    ),
+)
+
+
 class Evaluator:
     """Holds a feature extractor and the cached real statistics of one reference set; scores generators."""
 
@@ -70,6 +144,7 @@ class Evaluator:
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
+        provider = PROVIDERS[features]  # an unknown name fails before any data is read
         self.reference = data_mod.load(dataset, data_dir=data_dir, split=reference, download=False)
         self.reference_id = {
             "dataset": dataset,
@@ -78,14 +153,9 @@ class Evaluator:
             "content_sha256": self.reference.meta["content_sha256"],
             "source": self.reference.meta["source"],
         }
-        self.extractor_info: dict[str, Any] = {}
-        if features == "domain":
-            self.extractor = self._domain(dataset, data_dir, seed, device)
-        elif features == "inception":
-            self.extractor = metrics.features.get("inception", weights_path=inception_weights, device=device)
-        else:
-            raise ValueError(f"features must be domain or inception, got {features!r}")
-        self.extractor_info.update(self.extractor.meta)
+        request = ExtractorRequest(dataset, data_dir, device, seed, inception_weights)
+        self.extractor, info = provider.provide(request)
+        self.extractor_info: dict[str, Any] = {**info, **self.extractor.meta}
         self.real = metrics.real_statistics(
             self.extractor,
             self.reference.images,
@@ -93,36 +163,6 @@ class Evaluator:
             data_key=f"{dataset}-{reference}",
             data_hash=self.reference.meta["content_sha256"],
         )
-
-    def _domain(self, dataset: str, data_dir: str | None, seed: int, device: str | torch.device):
-        train = data_mod.load(dataset, data_dir=data_dir, split="train", download=False)
-        if (train.labels < 0).any():
-            raise ValueError(
-                f"the domain extractor needs labelled data and {dataset} has no labels; use --features inception"
-            )
-        kwargs: dict[str, Any] = {}
-        if train.meta["split"] == "train":  # a real split exists: measure accuracy on the official test split
-            test = data_mod.load(dataset, data_dir=data_dir, split="test", download=False)
-            kwargs.update(val_images=test.images, val_labels=test.labels)
-        model, info = metrics.load_or_train_domain(
-            train.images,
-            train.labels,
-            dataset_hash=train.meta["content_sha256"],
-            cache_dir=metrics_home() / "domain",
-            seed=seed,
-            log=log.info,
-            augment=True,
-            **kwargs,
-        )
-        # Whether it came from the cache is logged, not stored: a result must not depend on what was cached.
-        self.extractor_info.update(accuracy=info["accuracy"], trained_on=f"{dataset}:{train.meta['split']}")
-        log.info(
-            "domain extractor %s (%s): held-out accuracy %.4f",
-            info["arch"],
-            "cached" if info["cached"] else "trained now",
-            info["accuracy"],
-        )
-        return metrics.features.get("domain", model=model, device=device)
 
     def score_images(self, fake_uint8: torch.Tensor, kid_subsets: int = 100) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -233,8 +273,7 @@ def attach(trainer: Trainer) -> None:
     cfg = trainer.cfg
     state: dict[str, Any] = {}
 
-    if cfg.eval_features == "inception":
-        metrics.inception.resolve_weights_path(None)  # missing weights fail now, not after the first epochs
+    PROVIDERS[cfg.eval_features].check(ExtractorRequest(cfg.dataset, cfg.data_dir))  # fail now, not after epochs
 
     def callback(tr: Trainer, epoch: int) -> None:
         if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:

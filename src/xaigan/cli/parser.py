@@ -8,6 +8,7 @@ from typing import Any
 
 from xaigan import config as config_mod
 from xaigan.cli import run, study
+from xaigan.config.checks import feature_names
 from xaigan.rundir import LAST
 
 DESCRIPTION = "Train GANs whose generator learns why the discriminator rejected its samples (xAI-GAN)."
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("run", help="run folder")
     ev.add_argument("--n", type=int, default=10000, help="generated samples")
-    ev.add_argument("--features", choices=("domain", "inception"), default="domain", help="feature extractor")
+    ev.add_argument("--features", choices=feature_names(), default="domain", help="feature extractor")
     ev.add_argument("--reference", choices=("all", "train", "test"), default="all", help="real split")
     ev.add_argument("--checkpoint", default=LAST, help="checkpoint file name in the run")
     ev.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth")
