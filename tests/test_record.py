@@ -158,3 +158,23 @@ def test_resolved_settings_are_compared_as_the_trainer_resolves_them(tmp_path):
     RunDir(spec.run_dir).data_path.unlink()
     store(spec, "batch", shape=None)
     check_same_config(spec)  # no data description: D cannot be built, so the resolved settings are not compared
+
+
+def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_train(tmp_path, monkeypatch):
+    """A run trained but not yet evaluated when a grid stopped is scored and recorded as soon as the grid starts
+    again, not only after every other run's training (which may be interrupted again, for hours)."""
+    from xaigan.experiments import runner
+
+    grid, record = _grid(tmp_path), tmp_path / "results"
+    out = tmp_path / "out"
+    assert cli.main(["reproduce", str(grid), "--out", str(out), "--seeds", "1", "--no-eval", "--quiet"]) == 0
+    assert not (record / "normal" / "seed_0").exists()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train_parallel", interrupted)
+    assert _reproduce(grid, out, record, 2, workers="2") != 0  # the seed-1 runs never train
+    for cell in ("normal", "saliency"):
+        assert (record / cell / "seed_0" / "eval.json").is_file(), cell
+        assert not (record / cell / "seed_1").exists()

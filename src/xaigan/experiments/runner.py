@@ -86,6 +86,11 @@ def run_grid(
         if record is not None and run.state() == "done":
             record_run(run, recorded_path(record, spec))
 
+    # Runs trained before an interruption but not yet evaluated are scored and recorded now, not after hours of
+    # other runs' training (which may be interrupted again).
+    for spec in specs:
+        if RunDir(spec.run_dir).state() in ("trained", "done"):
+            finish(spec)
     say = tqdm.write if progress else log.info
     failed: list[dict[str, Any]] = []
     if executor == "ray" and todo:
