@@ -13,9 +13,9 @@ import argparse
 
 import numpy as np
 import torch
+from _trained import load_trained
 
-from xaigan import data, explain, models
-from xaigan.rundir import RunDir
+from xaigan import data, explain
 
 
 def compare(method: str, D: torch.nn.Module, x: torch.Tensor, **kwargs) -> tuple[float, float, float]:
@@ -35,14 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run")
     parser.add_argument("--n", type=int, default=32)
     args = parser.parse_args(argv)
-    run = RunDir(args.run)
-    cfg = run.read_config()
-    state = torch.load(run.path / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
-    images = data.load(cfg["dataset"], fraction=cfg["fraction"], subset=cfg["subset"], seed=cfg["seed"])
-    G, D = models.build(cfg["model"], images.channels, images.image_size, cfg["noise_dim"])
-    G.load_state_dict(state["G"])
-    D.load_state_dict(state["D"])
-    G.eval()
+    cfg, state, images, G, D = load_trained(args.run)
     with torch.no_grad():
         x = G(torch.randn(args.n, cfg["noise_dim"], generator=torch.Generator().manual_seed(0)))
     refs = data.to_float(images.images[:128])

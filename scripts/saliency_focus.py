@@ -17,9 +17,9 @@ import argparse
 
 import numpy as np
 import torch
+from _trained import load_trained
 
-from xaigan import data, explain, models
-from xaigan.rundir import RunDir
+from xaigan import data, explain
 from xaigan.train.factory import baseline_batch
 
 OBJECT = -0.8  # a pixel brighter than this (on [-1, 1]) belongs to the object
@@ -58,14 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     rows = []
     for path in args.runs:
-        run = RunDir(path)
-        cfg = run.read_config()
-        state = torch.load(run.path / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
-        images = data.load(cfg["dataset"], fraction=cfg["fraction"], subset=cfg["subset"], seed=cfg["seed"])
-        G, D = models.build(cfg["model"], images.channels, images.image_size, cfg["noise_dim"])
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G.eval()
+        cfg, state, images, G, D = load_trained(path)
         with torch.no_grad():
             fake = G(torch.randn(args.n, cfg["noise_dim"], generator=torch.Generator().manual_seed(0)))
         real = data.to_float(images.images[: args.n])
