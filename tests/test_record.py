@@ -178,3 +178,21 @@ def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_trai
     for cell in ("normal", "saliency"):
         assert (record / cell / "seed_0" / "eval.json").is_file(), cell
         assert not (record / cell / "seed_1").exists()
+
+
+def test_each_run_is_recorded_once(tmp_path, monkeypatch):
+    """A run trained before the grid started again, and runs trained by workers, are recorded once each, not again
+    in the grid's final pass."""
+    from xaigan.experiments import runner
+
+    grid, record, out = _grid(tmp_path), tmp_path / "results", tmp_path / "out"
+    assert cli.main(["reproduce", str(grid), "--out", str(out), "--seeds", "1", "--no-eval", "--quiet"]) == 0
+    calls, real = [], runner.record_run
+
+    def counted(run, dest):
+        calls.append(dest.relative_to(record))
+        real(run, dest)
+
+    monkeypatch.setattr(runner, "record_run", counted)
+    assert _reproduce(grid, out, record, 2, workers="2") == 0
+    assert sorted(map(str, calls)) == [f"{c}/seed_{s}" for c in ("normal", "saliency") for s in (0, 1)]

@@ -73,9 +73,13 @@ def run_grid(
     if workers == "auto":
         workers = auto_workers([spec.cfg for spec, _ in todo])
     evaluators: dict[tuple, Evaluator] = {}
+    finished: set[tuple[str, int]] = set()
 
     def finish(spec: RunSpec) -> None:
-        """Evaluate a trained run (once) and record it."""
+        """Evaluate a trained run and record it, once: the early pass, a worker's report and the final pass all call
+        this."""
+        if (spec.cell, spec.seed) in finished:
+            return
         run = RunDir(spec.run_dir)
         if evaluate and run.state() == "trained":
             ev = grid.evaluation
@@ -83,8 +87,10 @@ def run_grid(
             if key not in evaluators:
                 evaluators[key] = Evaluator(key[0], data_dir=key[1], reference=key[2], features=key[3])
             evaluate_run(run, n=ev.get("n", 10000), evaluator=evaluators[key])
-        if record is not None and run.state() == "done":
-            record_run(run, recorded_path(record, spec))
+        if run.state() == "done":
+            if record is not None:
+                record_run(run, recorded_path(record, spec))
+            finished.add((spec.cell, spec.seed))
 
     # Runs trained before an interruption but not yet evaluated are scored and recorded now, not after hours of
     # other runs' training (which may be interrupted again).
