@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -51,10 +50,9 @@ def test_two_processes_train_like_one(tmp_path):
 
 
 def test_a_failing_rank_stops_every_process(tmp_path):
-    start = time.monotonic()
+    # No rank waits for ever on the one that raised: a hang ends in _torchrun's TimeoutExpired, a failure.
     done = _torchrun(2, str(tmp_path / "run"), "fail", timeout=180)
     assert done.returncode != 0 and "rank 1 fails on purpose" in done.stderr
-    assert time.monotonic() - start < 150  # no rank waits for ever on the one that raised
 
 
 def _train_args(tmp_path, out, epochs=3):

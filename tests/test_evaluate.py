@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import cdist
 
 from tests.conftest import needs_fashion, write_image_folder
+from tests.test_metrics import precision_recall_bruteforce
 from xaigan import cli, data, metrics
 from xaigan import config as cfg_mod
 from xaigan.evaluate import Evaluator, evaluate_run, generate_uint8
@@ -55,18 +57,27 @@ def test_a_share_of_the_samples_calls_g_only_for_its_rows():
 def test_evaluate_run_and_cached_reference(trained, capsys):
     cfg, tmp_path = trained
     from_config(cfg, tmp_path / "run").fit()
-    assert cli.main(["evaluate", str(tmp_path / "run"), "--n", "200"]) == 0
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--n", "100"]) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
-    assert f"{result['fid']:.3f}" in out and result["n"] == 200 and result["checkpoint"] == "last.pt"
+    assert f"{result['fid']:.3f}" in out and result["n"] == 100 and result["checkpoint"] == "last.pt"
     assert result["extractor"]["id"].startswith("domain-") and len(result["extractor"]["weights_hash"]) == 16
-    assert 0 <= result["precision"] <= 1 and result["reference"]["n"] == 120
-    # Independent check of the FID from the same features.
+    assert result["reference"]["n"] == 120
+    # Independent checks from the same features: FID from the features' statistics; precision/recall and
+    # density/coverage by brute force against 100 of the 120 real images (equal sets: a seeded draw, redone here).
     ev = Evaluator(cfg.dataset)
     assert ev.real["cached"] is True  # the second evaluator reuses the cached real statistics
     G = evaluate_run.__globals__["load_generator"](tmp_path / "run")[0]
-    feats = ev.extractor(generate_uint8(G, 200, 100, seed=0))
+    feats = ev.extractor(generate_uint8(G, 100, 100, seed=0))
     assert result["fid"] == pytest.approx(metrics.fid(ev.real["features"], feats), rel=1e-4)
+    real = ev.real["features"][np.sort(np.random.default_rng(0).choice(120, 100, replace=False))]
+    precision, recall = precision_recall_bruteforce(real, feats, k=5)
+    assert (result["precision"], result["recall"]) == pytest.approx((precision, recall), abs=1e-9)
+    assert result["k"] == 5
+    r_real = np.sort(cdist(real, real), axis=1)[:, 5]  # each real point's 5th neighbour (column 0: itself)
+    inside = cdist(real, feats) <= r_real[:, None]
+    assert result["density"] == pytest.approx(inside.sum() / (5 * 100), abs=1e-9)
+    assert result["coverage"] == pytest.approx(inside.any(axis=1).mean(), abs=1e-9)
 
 
 def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
@@ -77,12 +88,17 @@ def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
     a = load_torch(tmp_path / "plain" / "checkpoints" / "last.pt")["G"]
     b = load_torch(tmp_path / "eval" / "checkpoints" / "last.pt")["G"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    fids = [
-        json.loads(x)["fid"] for x in (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines() if '"fid"' in x
-    ]
-    assert len(fids) == 2 and (tmp_path / "eval" / "checkpoints" / "best.pt").is_file()
+    lines = (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()
+    evals = [json.loads(x) for x in lines if '"fid"' in x]
+    assert len(evals) == 2
+    best = min(evals, key=lambda r: r["fid"])
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert summary["best_fid"] == pytest.approx(min(fids))
+    assert summary["best_fid"] == pytest.approx(best["fid"])
+    # best.pt holds the best evaluation's generator: scored again as training scored it, it gives that FID.
+    assert load_torch(tmp_path / "eval" / "checkpoints" / "best.pt")["step"] == best["step"]
+    G = evaluate_run.__globals__["load_generator"](tmp_path / "eval", checkpoint="best.pt")[0]
+    again = Evaluator(cfg.dataset).score_generator(G, cfg.eval_n, cfg.noise_dim, seed=0)["fid"]
+    assert again == pytest.approx(best["fid"], rel=1e-6)
 
 
 def test_inception_without_weights_is_one_clear_error(trained, capsys, monkeypatch):
@@ -124,3 +140,30 @@ def test_every_feature_extractor_has_a_provider_and_no_other():
     assert PROVIDERS.names() == metrics.features.available()
     with pytest.raises(ValueError, match="unknown feature extractor 'clip'; available: domain, inception"):
         Evaluator("no-such-dataset", features="clip")
+
+
+def test_domain_classification_of_features_matches_the_whole_network():
+    """``classify`` applies the classifier's head to features already extracted; its softmax must equal the whole
+    network's on the images, and the evaluator's recognisability numbers must follow from it (counted by hand)."""
+    from types import SimpleNamespace
+
+    from xaigan.metrics.domain import DomainClassifier, DomainExtractor, domain_preprocess
+
+    torch.manual_seed(0)
+    net = DomainClassifier(channels=1, num_classes=10, widths=(4, 8, 8), hidden=16)
+    with torch.no_grad():
+        net.head.weight.mul_(20)  # a confident head, so that the threshold splits the samples
+    ext = DomainExtractor(net, batch_size=7)
+    images = torch.randint(0, 256, (40, 1, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = net.eval()(domain_preprocess(images)).softmax(1)
+    probs = ext.classify(ext(images))
+    torch.testing.assert_close(probs, whole, atol=1e-5, rtol=1e-4)
+    top = whole.max(1).values
+    ranked = top.sort().values
+    threshold = float(ranked[19] + ranked[20]) / 2  # half the samples above, none within float noise of it
+    assert ranked[20] - ranked[19] > 1e-4
+    got = Evaluator.classified(SimpleNamespace(extractor=ext), ext(images), confident=threshold)
+    sure = top >= threshold
+    assert got["confident"] == pytest.approx(float(sure.float().mean()))
+    assert got["classes_covered"] == len(set(whole.argmax(1)[sure].tolist())) > 1

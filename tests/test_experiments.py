@@ -168,3 +168,23 @@ def test_reproduce_one_row_runs_that_cell_and_its_baseline_only(tmp_path, capsys
     err = capsys.readouterr().err
     assert "no cell salency in grid tiny; cells: normal, saliency, normal+da, saliency+da" in err
     assert not (tmp_path / "o2").exists()
+
+
+def test_collect_takes_the_median_step_time_and_the_last_three_fids(tmp_path):
+    """A run's step time is the median of its logged per-step times (a stall does not move it) and its late FID the
+    mean of its last three in-training FIDs; both computed by hand here."""
+    from types import SimpleNamespace
+
+    run = tmp_path / "normal" / "seed_0"
+    run.mkdir(parents=True)
+    times = [0.10, 0.12, 5.0, 0.11, 0.10, 0.13, 0.10]  # one stall
+    fids = [120.0, 90.0, 60.0, 50.0, 40.0]
+    lines = [{"step": i, "sec_per_step": t} for i, t in enumerate(times)]
+    lines += [{"epoch": e, "fid": f} for e, f in enumerate(fids)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    record = collect(SimpleNamespace(cell="normal", seed=0, run_dir=run))
+    assert record["step_median"] == pytest.approx(0.11)  # sorted: .10 .10 .10 [.11] .12 .13 5.0
+    assert record["late_fid"] == pytest.approx(50.0)  # (60 + 50 + 40) / 3
+    assert (record["cell"], record["seed"], record["summary"], record["eval"]) == ("normal", 0, {}, {})
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "sec_per_step": 0.2}) + "\n")
+    assert collect(SimpleNamespace(cell="normal", seed=0, run_dir=run))["late_fid"] is None

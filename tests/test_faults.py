@@ -81,7 +81,7 @@ def test_signal_inside_a_step_finishes_it_and_resumes_bit_identical(tmp_path, fo
     _same_weights(tmp_path / "straight", tmp_path / "stopped")
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, folder, capsys):
+def test_nan_loss_stops_with_the_step_in_one_clear_message(tmp_path, folder, capsys):
     out = tmp_path / "run"
     args = ["train", "--dataset", f"folder:{folder}", "--epochs", "3", "--batch-size", "32", "--quiet", "--out"]
     assert cli.main([*args, str(out), "--lr-d", "1e30", "--lr-g", "1e30"]) == 1
@@ -90,9 +90,32 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     for line in (out / "metrics.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in metrics.jsonl"))
     assert not (out / "summary.json").exists()
-    if RunDir(out).checkpoint().exists():  # whatever was checkpointed is finite
-        state = load_torch(RunDir(out).checkpoint())
-        assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_a_divergence_mid_training_keeps_the_last_good_checkpoint(tmp_path, folder, monkeypatch):
+    """G's weights turn NaN in step 5 (epoch 1; epoch 0 ended and was checkpointed at step 3): training stops there,
+    saying so, and last.pt still holds the finite state of step 3, the same as a run stopped cleanly at step 3."""
+    from xaigan.train import trainer as trainer_mod
+
+    cfg = _cfg(folder)
+    train.from_config(cfg, tmp_path / "clean").fit(stop_at_step=3)
+    real_step, calls = trainer_mod.gan_step, []
+
+    def diverging(G, *args, **kwargs):
+        stats = real_step(G, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:
+            with torch.no_grad():
+                next(G.parameters()).fill_(float("nan"))
+            stats["g_loss"] = float("nan")
+        return stats
+
+    monkeypatch.setattr(trainer_mod, "gan_step", diverging)
+    with pytest.raises(train.NonFiniteLossError, match=r"step 5 \(epoch 1\): non-finite \{'g_loss': nan\}"):
+        train.from_config(cfg, tmp_path / "diverged").fit()
+    state = load_torch(RunDir(tmp_path / "diverged").checkpoint())
+    assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["G"].values())
+    _same_weights(tmp_path / "clean", tmp_path / "diverged")
 
 
 def test_overwrite_leaves_no_old_result_behind(tmp_path, folder):

@@ -196,3 +196,22 @@ def test_each_run_is_recorded_once(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "record_run", counted)
     assert _reproduce(grid, out, record, 2, workers="2") == 0
     assert sorted(map(str, calls)) == [f"{c}/seed_{s}" for c in ("normal", "saliency") for s in (0, 1)]
+
+
+def test_a_record_of_another_grid_or_budget_is_refused(tmp_path, capsys):
+    """Two studies never mix in one record folder: reproduce refuses a record written for another grid (or budget),
+    with one message and exit 2, before training anything, and leaves the record as it was."""
+    from xaigan.experiments import load_grid
+    from xaigan.experiments.record import write_record_meta
+
+    grid, record, out = _grid(tmp_path), tmp_path / "results", tmp_path / "out"
+    write_record_meta(record, load_grid(grid), "quick", [0])
+    before = (record / "grid.json").read_bytes()
+    other = tmp_path / "other.yaml"
+    other.write_text(grid.read_text().replace("name: rec", "name: other"))
+    capsys.readouterr()
+    assert _reproduce(other, out, record, 1) == 2
+    err = capsys.readouterr().err
+    assert "records grid 'rec' budget 'quick', not 'other'" in err and "another --record folder" in err
+    assert (record / "grid.json").read_bytes() == before
+    assert not list(out.glob("*/seed_*/checkpoints/*.pt"))

@@ -161,12 +161,13 @@ def test_a_dead_worker_stops_the_grid_without_starting_queued_runs(tmp_path):
             time.sleep(0.2)
         victim = min(p for p in _children(proc.pid) if "spawn_main" in _cmdline(p))  # a worker
         os.kill(victim, signal.SIGKILL)
-        start = time.monotonic()
         code = proc.wait(timeout=300)
-    assert code == 1 and time.monotonic() - start < 60, (tmp_path / "log").read_text()
+    assert code == 1, (tmp_path / "log").read_text()
     assert "worker process died" in (tmp_path / "log").read_text()
     states = sorted(RunDir(out / "normal" / f"seed_{s}").state() for s in range(6))
-    assert states.count("new") == 4, states  # the 4 queued runs were left for the next invocation
+    # The 4 queued runs were left for the next invocation, and the survivor's run was checkpointed mid-way, not
+    # trained to its end (200 epochs) before the grid stopped.
+    assert states == ["new"] * 4 + ["partial"] * 2, states
 
 
 def test_sigterm_stops_the_grid_cleanly_and_resumes(tmp_path):

@@ -38,8 +38,11 @@ def test_alpha_zero_is_bit_identical_to_standard_gan(tmp_path, folder):
     ]
 
 
-def test_explained_step_matches_the_formula(tmp_path, folder):
-    cfg = _cfg(folder, xai="saliency", alpha=0.2, xai_select="all", g_clip=0.0)
+@pytest.mark.parametrize("g_clip", [0.0, 0.01])
+def test_explained_step_matches_the_formula(tmp_path, folder, g_clip):
+    """G's gradient is the masked one, then (``g_clip`` > 0) scaled to the clip norm, as torch's clip_grad_norm_
+    documents: clipping comes after the guidance and rescales the whole masked gradient."""
+    cfg = _cfg(folder, xai="saliency", alpha=0.2, xai_select="all", g_clip=g_clip)
     trainer = from_config(cfg, tmp_path / "run")
     real = next(trainer.loader.batches(0))
     G2, D2 = copy.deepcopy(trainer.G), copy.deepcopy(trainer.D)
@@ -74,6 +77,10 @@ def test_explained_step_matches_the_formula(tmp_path, folder):
     without_mask = [p.grad.clone() for p in G2.parameters()]
 
     assert trainer.guidance.stats["explained"] == 1.0
+    if g_clip:
+        norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in with_mask)))
+        assert norm > 2 * g_clip  # the clip binds
+        with_mask = [g * (g_clip / (norm + 1e-6)) for g in with_mask]
     for (name, p_ours), ref, plain in zip(trainer.G.named_parameters(), with_mask, without_mask):
         assert torch.allclose(p_ours.grad, ref, rtol=1e-5, atol=1e-7), name
         assert not torch.allclose(p_ours.grad, plain, rtol=1e-3, atol=0), name  # the mask did change the update
