@@ -215,3 +215,14 @@ def test_a_record_of_another_grid_or_budget_is_refused(tmp_path, capsys):
     assert "records grid 'rec' budget 'quick', not 'other'" in err and "another --record folder" in err
     assert (record / "grid.json").read_bytes() == before
     assert not list(out.glob("*/seed_*/checkpoints/*.pt"))
+
+
+def test_evenly_spaced_keeps_the_first_the_last_and_even_steps_between():
+    from pathlib import Path
+
+    from xaigan.experiments.record import evenly_spaced
+
+    paths = [Path(f"epoch_{i:04d}.png") for i in range(11)]
+    assert evenly_spaced(paths) == [paths[0], paths[5], paths[10]]
+    assert evenly_spaced(paths[:10], k=4) == [paths[0], paths[3], paths[6], paths[9]]
+    assert evenly_spaced(paths[:2]) == paths[:2] and evenly_spaced([]) == []

@@ -63,9 +63,15 @@ def test_per_sample_normalisations_by_hand():
         lo, hi = m.min(), np.percentile(m, 90.0)
         np.testing.assert_allclose(row.numpy(), np.clip((m - lo) / (hi - lo), 0, 1), rtol=1e-12)
     out = normalize(t, selected, "softmax", temperature=0.5)
+    assert torch.all(out[1] == 0)
     for row, m in zip(out[selected], maps):
         np.testing.assert_allclose(row.numpy(), np.exp((m / m.max() - 1) / 0.5), rtol=1e-12)
         assert row.max() == pytest.approx(1.0)
+    # a map without a positive value (all zero, or signed and all negative) gives a zero mask, not NaN
+    flat_maps = torch.stack([t[0], torch.zeros_like(t[1]), -t[2] - 0.1])
+    out = normalize(flat_maps, selected, "softmax", temperature=0.5)
+    assert torch.all(out[2] == 0) and torch.all(out[3] == 0) and torch.isfinite(out).all()
+    np.testing.assert_allclose(out[0].numpy(), np.exp((maps[0] / maps[0].max() - 1) / 0.5), rtol=1e-12)
 
 
 def _d(seed=0):
