@@ -14,6 +14,8 @@ the same numbers for maps of independent |N(0, 1)| noise on the same images, the
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=("saliency", "integrated-gradients-real"),
         help="the explainer (integrated-gradients-real: from 128 of the run's real images, as the guidance draws them)",
     )
+    parser.add_argument("--json", type=Path, help="also write the rows here, with the command's settings")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -80,9 +83,15 @@ def main(argv: list[str] | None = None) -> None:
             f"| {path} | {epoch} | {kind} | {f['area']:.3f} | {f['saliency on object']:.3f} | {f['top 10% share']:.3f} "
             f"| {f['neighbour correlation']:.3f} |"
         )
+    summary = {}
     for kind in ("generated", "real"):
         ratio = [f["saliency on object"] / f["area"] for _, _, k, f in rows if k == kind]
-        print(f"{kind}: saliency on the object / its area, median over runs {np.median(ratio):.2f}")
+        summary[kind] = float(np.median(ratio))
+        print(f"{kind}: saliency on the object / its area, median over runs {summary[kind]:.2f}")
+    if args.json:
+        rows_out = [{"run": p, "epoch": e, "images": k, **f} for p, e, k, f in rows]
+        out = {"method": args.method, "n": args.n, "rows": rows_out, "object_share_over_area_median": summary}
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
