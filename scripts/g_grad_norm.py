@@ -19,7 +19,7 @@ from _trained import load_trained
 
 from xaigan.config import Config
 from xaigan.explain import resolve_output
-from xaigan.train.step import bce
+from xaigan.train.step import _autocast, bce
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,14 +36,15 @@ def main(argv: list[str] | None = None) -> None:
         G.train(), D.train()  # as in G's step: dropout on
         kind = resolve_output(D, cfg.d_output)
         gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)  # D's and G's dropout masks: the same draws on every call of the script
         norms = []
         for _ in range(args.batches):
             G.zero_grad(set_to_none=True)
             z = torch.randn(cfg.batch_size, cfg.noise_dim, generator=gen)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with _autocast(cfg, torch.device("cpu")):  # the run's precision, as its step used it
                 loss = bce(D(G(z)).float(), cfg.label_real, kind)
             loss.backward()
-            norms.append(float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in G.parameters()))))
+            norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in G.parameters()])))  # clipping's norm
         row = {"run": path, "epoch": state["epoch"], "g_clip": cfg.g_clip, "norms": norms}
         row.update(min=min(norms), median=float(np.median(norms)), max=max(norms))
         out.append(row)

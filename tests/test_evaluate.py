@@ -9,7 +9,7 @@ from tests.conftest import needs_fashion, write_image_folder
 from tests.test_metrics import precision_recall_bruteforce
 from xaigan import cli, data, metrics
 from xaigan import config as cfg_mod
-from xaigan.evaluate import Evaluator, evaluate_run, generate_uint8
+from xaigan.evaluate import Evaluator, generate_uint8, load_generator
 from xaigan.experiments import prepare_run
 from xaigan.io import load_torch
 from xaigan.train import from_config
@@ -67,7 +67,7 @@ def test_evaluate_run_and_cached_reference(trained, capsys):
     # density/coverage by brute force against 100 of the 120 real images (equal sets: a seeded draw, redone here).
     ev = Evaluator(cfg.dataset)
     assert ev.real["cached"] is True  # the second evaluator reuses the cached real statistics
-    G = evaluate_run.__globals__["load_generator"](tmp_path / "run")[0]
+    G = load_generator(tmp_path / "run")[0]
     feats = ev.extractor(generate_uint8(G, 100, 100, seed=0))
     assert result["fid"] == pytest.approx(metrics.fid(ev.real["features"], feats), rel=1e-4)
     real = ev.real["features"][np.sort(np.random.default_rng(0).choice(120, 100, replace=False))]
@@ -96,7 +96,7 @@ def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
     assert summary["best_fid"] == pytest.approx(best["fid"])
     # best.pt holds the best evaluation's generator: scored again as training scored it, it gives that FID.
     assert load_torch(tmp_path / "eval" / "checkpoints" / "best.pt")["step"] == best["step"]
-    G = evaluate_run.__globals__["load_generator"](tmp_path / "eval", checkpoint="best.pt")[0]
+    G = load_generator(tmp_path / "eval", checkpoint="best.pt")[0]
     again = Evaluator(cfg.dataset).score_generator(G, cfg.eval_n, cfg.noise_dim, seed=0)["fid"]
     assert again == pytest.approx(best["fid"], rel=1e-6)
 
