@@ -269,6 +269,23 @@ def test_finding_of_an_insignificant_cell_states_the_designs_power():
     assert "Significant alone (p < 0.05), not after correcting" in text and "within seed noise" not in text
 
 
+def test_pairing_finding_gives_each_cells_correlation_with_its_baseline():
+    from xaigan.experiments import paired_test
+    from xaigan.report.findings import findings, pairing_finding
+
+    normal = {0: 50.0, 1: 47.0, 2: 55.0, 3: 49.0}
+    cell = {0: 48.0, 1: 52.0, 2: 53.0, 3: 50.0}
+    paired = paired_test(cell, normal)
+    paired["p_holm"] = paired["p"]
+    r = stats.pearsonr([48, 52, 53, 50], [50, 47, 55, 49]).statistic
+    rows = [{"cell": "normal", "baseline": None}, {"cell": "weight", "baseline": "normal", "paired": paired}]
+    text = pairing_finding(rows)
+    assert f"r = weight {r:+.2f}." in text and "sqrt(1 - r)" in text
+    assert text in findings(rows)
+    few = paired_test({0: 1.0, 1: 2.0}, {0: 1.5, 1: 2.5})
+    assert pairing_finding([{"cell": "weight", "baseline": "normal", "paired": few}]) is None
+
+
 def test_findings_say_what_the_guidance_did_in_its_steps():
     from xaigan.experiments.aggregate import regimes
     from xaigan.report.findings import regime_finding

@@ -75,12 +75,29 @@ def test_paired_test_by_hand():
     assert out["mde"] == pytest.approx(min_detectable_effect(sd, 5))
 
 
+def test_paired_test_correlation_matches_scipy_and_the_spread_it_buys():
+    rng = np.random.default_rng(3)
+    shared = rng.normal(size=12)  # a seed effect both cells share
+    a = dict(enumerate(50 + 4 * shared + rng.normal(size=12)))
+    b = dict(enumerate(52 + 4 * shared + rng.normal(size=12)))
+    out = paired_test(a, b)
+    xa, xb = np.array(list(a.values())), np.array(list(b.values()))
+    assert out["r"] == pytest.approx(stats.pearsonr(xa, xb).statistic)
+    # Var(a - b) = Var(a) + Var(b) - 2 r sd(a) sd(b): a high r is what makes the paired spread small
+    var = xa.var(ddof=1) + xb.var(ddof=1) - 2 * out["r"] * xa.std(ddof=1) * xb.std(ddof=1)
+    assert out["r"] > 0.8 and out["sd_diff"] == pytest.approx(math.sqrt(var))
+    shifted = paired_test({0: 1.0, 1: 3.0, 2: 2.0}, {0: 2.0, 1: 4.0, 2: 3.0})  # b = a + 1: r = 1, no t-test
+    assert shifted["r"] == pytest.approx(1.0) and math.isnan(shifted["p"])
+
+
 def test_paired_test_degenerate_inputs():
     assert paired_test({}, {0: 1.0})["n_pairs"] == 0
     one = paired_test({0: 1.0}, {0: 2.0})
     assert one["mean_diff"] == -1.0 and math.isnan(one["p"]) and math.isnan(one["mde"])
     same = paired_test({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
     assert same["mean_diff"] == 0.0 and math.isnan(same["p"]) and math.isnan(same["wilcoxon_p"])
+    assert math.isnan(same["r"])  # two pairs: a correlation is always +-1, so none is given
+    assert math.isnan(paired_test({0: 1.0, 1: 1.0, 2: 1.0}, {0: 1.0, 1: 2.0, 2: 4.0})["r"])  # one side constant
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])

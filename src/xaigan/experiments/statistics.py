@@ -58,7 +58,7 @@ def paired_test(a: dict[int, float], b: dict[int, float], level: float = 0.95) -
     nan = math.nan
     out: dict[str, Any] = {"n_pairs": len(seeds), "lower_in": int((diffs < 0).sum()), "mean_diff": nan}
     out.update(diff_ci95=nan, base_mean=nan, diff_pct=nan, diff_pct_ci95=nan, t=nan, p=nan, wilcoxon_p=nan)
-    out.update(d_z=nan, sd_diff=nan, mde=nan, mde_pct=nan)
+    out.update(d_z=nan, sd_diff=nan, mde=nan, mde_pct=nan, r=nan)
     if not seeds:
         return out
     base_mean = float(np.mean([b[s] for s in seeds]))
@@ -72,6 +72,9 @@ def paired_test(a: dict[int, float], b: dict[int, float], level: float = 0.95) -
             out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
         out["mde"] = min_detectable_effect(sd, len(seeds))
         out["mde_pct"] = 100.0 * out["mde"] / base_mean
+    xa, xb = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+    if len(seeds) >= 3 and xa.std() > 0 and xb.std() > 0:
+        out["r"] = float(np.corrcoef(xa, xb)[0, 1])
     return out
 
 
