@@ -26,6 +26,7 @@ study fmnist35-ema-controls
 copy fmnist35-ema fmnist35-methods normal 'seed_[0-4]'
 copy fmnist35-ema fmnist35-methods saliency 'seed_[0-4]'
 study fmnist35-methods
+study fmnist-efficiency --cells saliency-20-steps  # the DCGAN's equal-steps cell; on a lent GPU ~10 min
 study fmnist-efficiency-mlp
 copy fmnist35-ema-controls fmnist35-ema-dose normal
 copy fmnist35-ema-controls fmnist35-ema-dose saliency-flat
