@@ -2,11 +2,24 @@
 # The studies still to finish, in the order of docs/studies.md, each continuing where its record stops (recorded runs
 # are skipped, checkpoints under runs/ resumed). Run in the background on a quiet 2-core machine and commit results/
 # as runs land; stop with `pkill -TERM -f "xaigan reproduce"` (the workers checkpoint and exit).
-#   nohup scripts/run_studies.sh > /tmp/studies.log 2>&1 &
+# COMMIT_EVERY=SECONDS commits the new records under results/ (and nothing else) that often, and once at the end, so
+# that a session ending mid-study loses only the runs in flight:
+#   COMMIT_EVERY=300 nohup scripts/run_studies.sh > /tmp/studies.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 X=${XAIGAN:-.venv/bin/xaigan}
+
+commit_results() {
+    if [ -n "$(git status --porcelain -- results/)" ]; then
+        git add results/ && git commit -q -m "results: runs recorded ($(date -u +%FT%H:%MZ))" -- results/ || true
+    fi
+}
+if [ -n "${COMMIT_EVERY:-}" ]; then
+    (while sleep "$COMMIT_EVERY"; do commit_results; done) &
+    committer=$!
+    trap 'kill $committer 2>/dev/null; commit_results' EXIT
+fi
 
 study() {  # study NAME [reproduce args...]
     local name=$1
