@@ -39,7 +39,9 @@ study fmnist35-ema-controls
 copy fmnist35-ema fmnist35-methods normal 'seed_[0-4]'
 copy fmnist35-ema fmnist35-methods saliency 'seed_[0-4]'
 study fmnist35-methods
-study fmnist-efficiency --cells saliency-20-steps  # the DCGAN's equal-steps cell; on a lent GPU ~10 min
+# the DCGAN's equal-steps cell: 3 runs of 11,000 fp32 DCGAN steps, ~4.4 h of one core each; three workers keep both
+# cores busy to the end (~6.5 h); on a lent GPU ~10 min
+study fmnist-efficiency --cells saliency-20-steps --workers 3
 study fmnist-efficiency-mlp
 copy fmnist35-ema-controls fmnist35-ema-dose normal
 copy fmnist35-ema-controls fmnist35-ema-dose saliency-flat
