@@ -186,6 +186,25 @@ def test_deeplift_shap_float32_paper_mlp_close_to_captum():
     torch.testing.assert_close(ours, captum, atol=1e-6, rtol=1e-4)
 
 
+def test_deeplift_says_when_it_falls_back_to_captum(recwarn):
+    """With dropout on (explain mode train or step) or a D that is not a chain, DeepLIFT runs captum's slower path;
+    it says so, naming the reason, and the maps stay captum's."""
+    x, refs = _batch(4), _batch(6, seed=2)
+    D = mlp_d()
+    explain.explain("deeplift-shap", D, x, baselines=refs, mode="eval")
+    explain.explain("deeplift", D, x, mode="eval")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    with pytest.warns(RuntimeWarning, match=r"deeplift-shap: D has dropout .* explain_mode eval keeps the fast path"):
+        explain.explain("deeplift-shap", D, x, baselines=refs, mode="train")
+    with pytest.warns(RuntimeWarning, match="deeplift: D is not a plain chain"):
+        got = explain.explain("deeplift", ResidualD(), x, mode="eval")
+    want = DeepLift(ResidualD()).attribute(x, torch.zeros_like(x), target=0)
+    torch.testing.assert_close(got, want, **TOL)
+    recwarn.clear()
+    explain.explain("deeplift-shap", D, x, baselines=refs, mode="train", use_captum=True)  # asked for: no warning
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_integrated_gradients_fast_path_float32_close_to_captum():
     torch.manual_seed(0)
     D = mlp_d(1, 32, (1296, 512, 256), dtype=torch.float32)

@@ -19,6 +19,8 @@ dropout masks of its doubled batch, which is what the original xAI-GAN got.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -178,6 +180,21 @@ def _captum():
     return DeepLift, DeepLiftShap
 
 
+def _warn_fallback(model: nn.Module, name: str) -> None:
+    """Say once per call site that ``name`` takes captum's slower path, and the usual reason."""
+    why = (
+        "D has dropout or BatchNorm in training mode (explain_mode train/step)"
+        if any(m.training for m in model.modules())
+        else "D is not a plain chain of supported layers"
+    )
+    warnings.warn(
+        f"{name}: {why}, so the fast batched path does not apply and captum's implementation runs (several times "
+        "slower); explain_mode eval keeps the fast path",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def _check_refs(x: Tensor, refs: Tensor, name: str) -> Tensor:
     refs = refs.detach().to(device=x.device, dtype=x.dtype)
     if refs.shape[1:] != x.shape[1:]:
@@ -206,6 +223,8 @@ def deeplift_shap(
     steps = None if use_captum else fast_plan(model)
     if steps is not None:
         return _pair_multipliers(steps, x, refs, refs.shape[0], False, internal_batch_size, eps)
+    if not use_captum:
+        _warn_fallback(model, "deeplift-shap")
     DeepLift, DeepLiftShap = _captum()
 
     out = torch.empty_like(x)
@@ -243,6 +262,8 @@ def deeplift(
     steps = None if use_captum else fast_plan(model)
     if steps is not None:
         return _pair_multipliers(steps, x, refs, 1, True, internal_batch_size, eps)
+    if not use_captum:
+        _warn_fallback(model, "deeplift")
     DeepLift, _ = _captum()
 
     out = torch.empty_like(x)
