@@ -180,19 +180,25 @@ def _captum():
     return DeepLift, DeepLiftShap
 
 
-def _warn_fallback(model: nn.Module, name: str) -> None:
-    """Say once per call site that ``name`` takes captum's slower path, and the usual reason."""
-    why = (
-        "D has dropout or BatchNorm in training mode (explain_mode train/step)"
-        if any(m.training for m in model.modules())
-        else "D is not a plain chain of supported layers"
-    )
-    warnings.warn(
-        f"{name}: {why}, so the fast batched path does not apply and captum's implementation runs (several times "
-        "slower); explain_mode eval keeps the fast path",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+def _plan_or_warn(model: nn.Module, use_captum: bool, name: str) -> list[Step] | None:
+    """:func:`fast_plan` of ``model`` (None when ``use_captum``). When the fast path does not apply unasked, say so
+    once per call site, with the usual reason, since captum's path then runs several times slower."""
+    if use_captum:
+        return None
+    steps = fast_plan(model)
+    if steps is None:
+        why = (
+            "D has dropout or BatchNorm in training mode (explain_mode train/step)"
+            if any(m.training for m in model.modules())
+            else "D is not a plain chain of supported layers"
+        )
+        warnings.warn(
+            f"{name}: {why}, so the fast batched path does not apply and captum's implementation runs (several "
+            "times slower); explain_mode eval keeps the fast path",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return steps
 
 
 def _check_refs(x: Tensor, refs: Tensor, name: str) -> Tensor:
@@ -220,11 +226,9 @@ def deeplift_shap(
     if baselines is None:
         raise ValueError("deeplift-shap needs baselines=(K, C, H, W) reference images, e.g. a batch of real images")
     refs = _check_refs(x, baselines, "baselines")
-    steps = None if use_captum else fast_plan(model)
+    steps = _plan_or_warn(model, use_captum, "deeplift-shap")
     if steps is not None:
         return _pair_multipliers(steps, x, refs, refs.shape[0], False, internal_batch_size, eps)
-    if not use_captum:
-        _warn_fallback(model, "deeplift-shap")
     DeepLift, DeepLiftShap = _captum()
 
     out = torch.empty_like(x)
@@ -259,11 +263,9 @@ def deeplift(
             refs = refs.expand_as(x)
         elif refs.shape[0] != x.shape[0]:
             raise ValueError("deeplift baselines must hold 1 or B images")
-    steps = None if use_captum else fast_plan(model)
+    steps = _plan_or_warn(model, use_captum, "deeplift")
     if steps is not None:
         return _pair_multipliers(steps, x, refs, 1, True, internal_batch_size, eps)
-    if not use_captum:
-        _warn_fallback(model, "deeplift")
     DeepLift, _ = _captum()
 
     out = torch.empty_like(x)
