@@ -136,6 +136,30 @@ def test_step_time_ratio_is_paired_median_and_flags_contaminated_runs():
     assert out["contaminated"] == ["normal seed 2"] and out["n_pairs"] == 3
 
 
+def test_step_time_of_guidance_from_mid_run_is_timed_per_phase():
+    """Half the epochs plain (0.05 s), half guided (0.5 s): the median of all steps lands between the modes (here
+    on a guided step's low tail), so the cost per step is the phases' medians weighted by their steps, and the
+    guided steps are compared with the baseline's steps of the same epochs. Numbers by hand."""
+    from xaigan.experiments.aggregate import contaminated, paired_step_ratio, step_cost
+
+    plain = [(e, 0.05, False) for e in range(4) for _ in range(5)]  # 20 steps
+    guided = [(e, t, True) for e in range(4, 8) for t in (0.2, 0.5, 0.5, 0.5, 0.6)]  # 20 steps, median 0.5
+    base_times = [(e, 0.05 if e < 4 else 0.1, False) for e in range(8) for _ in range(5)]  # slower late epochs
+    cell = {"cell": "shap", "seed": 0, "step_times": plain + guided, "summary": {"sec_per_step": 0.27}}
+    base = {"cell": "normal", "seed": 0, "step_times": base_times, "summary": {"sec_per_step": 0.075}}
+    cost = step_cost(cell)
+    assert cost["plain"] == pytest.approx(0.05) and cost["guided"] == pytest.approx(0.5)
+    assert cost["mean"] == pytest.approx((20 * 0.05 + 20 * 0.5) / 40)  # 0.275
+    assert cost["guided_epochs"] == {4, 5, 6, 7}
+    assert step_cost(base)["mean"] == pytest.approx(0.075)  # one phase: the median of 20 x 0.05 and 20 x 0.1
+    out = paired_step_ratio([cell], [base])
+    assert out["guided"] == pytest.approx(0.5 / 0.1)  # against the baseline's epochs 4-7, not its whole run
+    assert out["ratio"] == pytest.approx(0.275 / 0.075) and out["n_pairs"] == 1
+    assert not contaminated(cell) and not contaminated(base)  # the two modes are not a stall
+    stalled = [*guided[:-2], (7, 4.0, True), (7, 4.0, True)]  # guided mean 0.805 > 1.5 x median 0.5
+    assert contaminated({**cell, "step_times": plain + stalled})
+
+
 @pytest.mark.parametrize("name", ["fmnist35-powered", "fmnist35-methods", "fmnist-efficiency"])
 def test_study_grids_load_at_the_papers_schedule(name):
     grid = load_grid(f"configs/study/{name}.yaml")
@@ -188,3 +212,9 @@ def test_collect_takes_the_median_step_time_and_the_last_three_fids(tmp_path):
     assert (record["cell"], record["seed"], record["summary"], record["eval"]) == ("normal", 0, {}, {})
     (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "sec_per_step": 0.2}) + "\n")
     assert collect(SimpleNamespace(cell="normal", seed=0, run_dir=run))["late_fid"] is None
+    guided = {"epoch": 3, "step": 9, "sec_per_step": 0.5, "xai_explained": 0.4}  # a step that logged xAI stats
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [{"epoch": 2, **lines[0]}, guided]))
+    assert collect(SimpleNamespace(cell="saliency", seed=0, run_dir=run))["step_times"] == [
+        (2, 0.10, False),
+        (3, 0.5, True),
+    ]

@@ -65,7 +65,7 @@ def regimes(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return out
 
 
-CONTAMINATED = 1.5  # a run whose mean step time exceeds its median by this factor shared the machine or stalled
+CONTAMINATED = 1.5  # a run phase whose mean step time exceeds its median by this factor shared the machine
 
 
 def _step_median(record: dict[str, Any]) -> float:
@@ -73,24 +73,66 @@ def _step_median(record: dict[str, Any]) -> float:
     return float(value) if value else float(record["summary"]["sec_per_step"])
 
 
+def step_cost(record: dict[str, Any]) -> dict[str, Any]:
+    """A run's step times, robust to stalls: the median of its logged plain steps and of its guided ones (those that
+    logged xAI stats), and ``mean``, the phases' medians weighted by their steps: the run's cost per step. A run whose
+    guidance starts mid-run has two modes, and the median of all its steps falls anywhere between them. Without
+    logged times (older records), every number is the run's ``step_median``."""
+    times = record.get("step_times") or []
+    if not times:
+        median = _step_median(record)
+        return {"plain": median, "guided": None, "mean": median, "guided_epochs": set()}
+    plain = [s for _, s, g in times if not g]
+    guided = [s for _, s, g in times if g]
+    medians = {k: float(np.median(v)) if v else None for k, v in (("plain", plain), ("guided", guided))}
+    mean = sum(len(v) * (medians[k] or 0.0) for k, v in (("plain", plain), ("guided", guided))) / len(times)
+    return {**medians, "mean": mean, "guided_epochs": {e for e, _, g in times if g}}
+
+
 def contaminated(record: dict[str, Any]) -> bool:
-    """Whether a run's mean step time is more than :data:`CONTAMINATED` times its median."""
-    median = record.get("step_median")
-    return bool(median) and record["summary"]["sec_per_step"] > CONTAMINATED * median
+    """Whether a run's mean step time is more than :data:`CONTAMINATED` times its median, in either phase (plain or
+    guided steps; for older records without logged times, the summary's mean against ``step_median``)."""
+    times = record.get("step_times")
+    if not times:
+        median = record.get("step_median")
+        return bool(median) and record["summary"]["sec_per_step"] > CONTAMINATED * median
+    for phase in (False, True):
+        values = [s for _, s, g in times if g is phase]
+        if values and np.mean(values) > CONTAMINATED * np.median(values):
+            return True
+    return False
 
 
 def paired_step_ratio(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median over seeds of the per-seed ratio of median step times (cell / baseline, same seed), its range, and
-    the runs flagged as contaminated (:func:`contaminated`)."""
+    """Per seed, cell / baseline (same seed), each the median over seeds: ``ratio`` compares the runs' costs per step
+    (:func:`step_cost`), with its range; ``guided`` the cell's guided steps with the baseline's steps in the same
+    epochs (what an explained step costs; None without guided steps). Also the runs flagged as contaminated."""
     base_by_seed = {r["seed"]: r for r in base}
-    ratios = [_step_median(r) / _step_median(base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
+    ratios, guided = [], []
+    for r in runs:
+        if r["seed"] not in base_by_seed:
+            continue
+        b = base_by_seed[r["seed"]]
+        cost, base_cost = step_cost(r), step_cost(b)
+        ratios.append(cost["mean"] / base_cost["mean"])
+        same_epochs = [s for e, s, _ in b.get("step_times") or [] if e in cost["guided_epochs"]]
+        if cost["guided"] is not None and same_epochs:
+            guided.append(cost["guided"] / float(np.median(same_epochs)))
     flagged = sorted(f"{r['cell']} seed {r['seed']}" for r in [*runs, *base] if contaminated(r))
     if not ratios:
-        return {"ratio": math.nan, "min": math.nan, "max": math.nan, "n_pairs": 0, "contaminated": flagged}
+        return {
+            "ratio": math.nan,
+            "min": math.nan,
+            "max": math.nan,
+            "guided": None,
+            "n_pairs": 0,
+            "contaminated": flagged,
+        }
     return {
         "ratio": float(np.median(ratios)),
         "min": float(min(ratios)),
         "max": float(max(ratios)),
+        "guided": float(np.median(guided)) if guided else None,
         "n_pairs": len(ratios),
         "contaminated": flagged,
     }
@@ -107,7 +149,9 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
     late_by_seed = {
         c: {r["seed"]: r["late_fid"] for r in rs if r.get("late_fid") is not None} for c, rs in by_cell.items()
     }
-    step_time = {c: float(np.median([_step_median(r) for r in rs])) if rs else math.nan for c, rs in by_cell.items()}
+    costs = {c: [step_cost(r) for r in rs] for c, rs in by_cell.items()}
+    step_time = {c: float(np.median([k["mean"] for k in ks])) if ks else math.nan for c, ks in costs.items()}
+    guided_time = {c: [k["guided"] for k in ks if k["guided"] is not None] for c, ks in costs.items()}
     rows = []
     for cell, runs in by_cell.items():
         fid_mean, fid_std, fid_ci = mean_ci([r["eval"]["fid"] for r in runs])
@@ -132,6 +176,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             "confident": _mean_of(runs, "confident"),
             "wall_s": float(np.mean([r["summary"]["train_seconds"] for r in runs])) if runs else math.nan,
             "sec_per_step": step_time[cell],
+            "sec_per_guided_step": float(np.median(guided_time[cell])) if guided_time[cell] else None,
             "late_fid_mean": mean_ci(list(late_by_seed[cell].values()))[0] if late_by_seed[cell] else math.nan,
             "extractor": runs[0]["eval"]["extractor"]["id"] if runs else None,
             "regimes": regimes(runs),

@@ -149,11 +149,14 @@ LATE_EVALS = 3  # in-training evaluations averaged into a run's late FID
 
 def collect(spec: RunSpec) -> dict[str, Any]:
     """What aggregation needs from one finished run folder (``step_median``: the median of the logged per-step
-    times, robust to a stall or a competing job, unlike the summary's mean; ``late_fid``: the mean of the last
-    :data:`LATE_EVALS` in-training FIDs, or of as many as there are, None without any)."""
+    times, robust to a stall or a competing job, unlike the summary's mean; ``step_times``: each logged step's
+    ``(epoch, seconds, guided)``, guided when it logged xAI stats, so that a cell whose guidance starts mid-run is
+    timed per phase; ``late_fid``: the mean of the last :data:`LATE_EVALS` in-training FIDs, or of as many as there
+    are, None without any)."""
     run = RunDir(spec.run_dir)
     metrics = run.read_metrics()
-    times = [m["sec_per_step"] for m in metrics if isinstance(m.get("sec_per_step"), (int, float))]
+    steps = [m for m in metrics if isinstance(m.get("sec_per_step"), (int, float))]
+    times = [m["sec_per_step"] for m in steps]
     fids = [float(m["fid"]) for m in metrics if isinstance(m.get("fid"), (int, float))][-LATE_EVALS:]
     return {
         "cell": spec.cell,
@@ -162,5 +165,6 @@ def collect(spec: RunSpec) -> dict[str, Any]:
         "summary": run.read_summary(),
         "eval": run.read_eval(),
         "step_median": float(statistics.median(times)) if times else None,
+        "step_times": [(int(m.get("epoch", 0)), float(m["sec_per_step"]), "xai_explained" in m) for m in steps],
         "late_fid": float(statistics.fmean(fids)) if fids else None,
     }

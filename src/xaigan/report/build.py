@@ -79,6 +79,9 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         is_base = r["baseline"] is None
         ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else ("1×" if is_base else "–")
         ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
+        guided = (r.get("step_time") or {}).get("guided")
+        if guided is not None:
+            ratio += f"; guided steps {_fmt(guided)}× ({_fmt(r['sec_per_guided_step'], 3)} s)"
         flagged = (r.get("step_time") or {}).get("contaminated")
         if flagged:
             ratio += f" ⚠ contaminated: {', '.join(flagged)}"
@@ -324,9 +327,12 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         f"grid {grid.name} ({grid.path.name}), budget {meta['budget']}, seeds {meta['seeds']}; "
         f"{len(records)} finished runs",
         "features: " + ("; ".join(describe(e) for e in extractors.values()) or "none (no run evaluated)"),
-        "step time: the median over seeds of each seed's ratio of median step times (cell / baseline, same seed), "
-        "then the cell's median seconds per step; a run whose mean step time exceeds its median by 1.5x is flagged "
-        "as contaminated (it shared the machine or stalled).",
+        "step time: the median over seeds of each seed's ratio of step times (cell / baseline, same seed), then "
+        "the cell's seconds per step; a run's step time is the median of its logged steps, taken separately over its "
+        "plain and its guided steps and weighted by their numbers (guidance from mid-run makes two modes, and the "
+        "median of both falls anywhere between them). Guided steps: the cell's guided steps against the baseline's "
+        "steps in the same epochs, the same way. A run whose mean step time exceeds its median by 1.5x in either "
+        "phase is flagged as contaminated (it shared the machine or stalled).",
         "ΔFID is the mean of the per-seed FID differences against the baseline cell (same data and augmentation, "
         "same seeds), relative to the baseline's mean on those seeds, ± the half-width of its 95% t interval. The "
         "paired t-test and Wilcoxon signed-rank test are two-sided; Holm corrects the t-tests for the grid's number "
