@@ -64,6 +64,26 @@ class RunLock:
             self._handle.close()
 
 
+def flock_holders(locks: str = "/proc/locks") -> dict[tuple[int, int, int], int]:
+    """``(device major, minor, inode) -> pid`` of every ``flock`` lock held on this machine, from Linux's
+    ``/proc/locks`` (empty where there is none): who holds a lock, asked without taking one."""
+    try:
+        lines = Path(locks).read_text().splitlines()
+    except OSError:
+        return {}
+    held = {}
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":  # "->": a process waiting for the lock
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            held[int(major, 16), int(minor, 16), int(inode)] = int(fields[4])
+        except ValueError:
+            continue
+    return held
+
+
 class RunDir:
     """One run folder (it need not exist yet); ``RunDir(path)`` also accepts a ``RunDir`` (it is path-like)."""
 
@@ -162,6 +182,15 @@ class RunDir:
         """Take the folder's lock (creating the folder); :class:`RunLockedError` when another process holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
         return RunLock(self.path / self.LOCK)
+
+    def holder(self, locks: str = "/proc/locks") -> int | None:
+        """The pid of the process that holds the folder's lock (training or resuming the run now), None if none holds
+        it (or the system cannot tell); takes no lock and writes nothing."""
+        try:
+            st = (self.path / self.LOCK).stat()
+        except OSError:
+            return None
+        return flock_holders(locks).get((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
 
     def remove_stale_temps(self) -> int:
         """Delete temp files left in the folder by processes killed mid-write (never read by anyone)."""

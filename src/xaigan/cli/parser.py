@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--out", help="output folder (default runs/GRID-BUDGET)")
     rep.add_argument("--no-eval", action="store_true", help="train only")
+    rep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write and train nothing: per cell, the runs recorded, unfinished (how far; which process trains them "
+        "now) and to start, and the time left at the pace of the finished runs",
+    )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.add_argument(
         "--workers",

@@ -85,6 +85,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         }
     elif args.address is not None:
         raise CLIError("--address is for --executor ray")
+    if args.dry_run:
+        _print_plan(grid, out, args, seeds, cells, workers)
+        return 0
     failed = None
     try:
         run_grid(
@@ -112,6 +115,59 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if failed is not None:
         raise failed
     return 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _print_plan(grid: Any, out: Path, args: argparse.Namespace, seeds: list[int], cells: Any, workers: Any) -> None:
+    """``--dry-run``: per cell, the runs recorded, unfinished (how far) and to start, and the time left."""
+    from xaigan.experiments.plan import plan_grid, seconds_per_run, time_left
+    from xaigan.experiments.workers import auto_workers
+
+    planned = plan_grid(grid, out, budget=args.budget, seeds=seeds, record=args.record, cells=cells)
+    specs = grid.runs(out, args.budget, seeds, cells)
+    per_run = seconds_per_run(specs, args.record)
+    if workers == "auto":
+        cfg = {(s.cell, s.seed): s.cfg for s in specs}
+        workers = auto_workers([cfg[r.cell, r.seed] for r in planned if r.left > 0])
+    counts = {k: sum(r.state == k for r in planned) for k in ("recorded", "done")}
+    busy = [r for r in planned if r.holder is not None]
+    head = f"{grid.name}, budget {args.budget}, seeds {', '.join(map(str, seeds))}: {len(planned)} runs; "
+    head += f"{counts['recorded']} recorded" + (f", {counts['done']} finished here" if counts["done"] else "")
+    busy_pids = ", ".join(f"pid {r.holder}" for r in busy)
+    print(head + (f", {len(busy)} training now ({busy_pids})" if busy else ", none training now"))
+    print(f"{'cell':<22} {'recorded':>9}  {'unfinished':<40} {'to start':<16} {'per run':>8}")
+    for cell in dict.fromkeys(r.cell for r in planned):
+        runs = [r for r in planned if r.cell == cell]
+        finished = sum(r.state in ("recorded", "done") for r in runs)
+        unfinished = []
+        for r in runs:
+            if r.state == "trained":
+                unfinished.append(f"seed {r.seed} trained, to score")
+            elif r.state in ("partial", "started") or r.holder is not None:
+                how = f"training, pid {r.holder}" if r.holder is not None else "paused"
+                unfinished.append(f"seed {r.seed} {r.done:.0%} ({how})")
+        to_start = [str(r.seed) for r in runs if r.state == "new" and r.holder is None]
+        known = _duration(per_run[cell]) if cell in per_run else "?"
+        print(
+            f"{cell:<22} {finished:>5}/{len(runs):<3}  {'; '.join(unfinished) or '-':<40} "
+            f"{', '.join(to_start) or '-':<16} {known:>8}"
+        )
+    eta = time_left(planned, per_run, workers)
+    if eta["seconds"] is None and not eta["unknown"]:
+        print("nothing left to train")
+        return
+    line = "time left: "
+    if eta["seconds"] is not None:
+        line += f"~{_duration(eta['seconds'])} on {workers} worker(s) ({_duration(eta['work'])} of training)"
+        line += ", at the pace of the cells' finished runs"
+    if eta["unknown"]:
+        names = ", ".join(dict.fromkeys(r.cell for r in eta["unknown"]))
+        line += f"{'; ' if eta['seconds'] is not None else ''}{len(eta['unknown'])} runs of cells with no finished run "
+        line += f"not counted ({names})"
+    print(line)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
