@@ -1,14 +1,15 @@
-"""Where a trained D's saliency (or another explanation) falls: on the garment, or spread over the background.
+"""Where a trained D's saliency (or another explanation's absolute value) falls: on the garment, or on the background.
 
     python scripts/saliency_focus.py runs/fmnist35-ema/saliency/seed_0 [more runs...] --n 512
 
 For each run's last checkpoint, explains ``--n`` samples of its G (and as many of its real training images) with
-the guidance's saliency (``|d P(real) / d pixel|``, D in eval mode), and prints what share of the saliency falls on
-the object's pixels (brighter than -0.8 on the [-1, 1] scale; the background is -1) against the share of the image
-those pixels cover, the share held by the top 10% of pixels (0.10 if the map were flat), and the correlation of each
-map with itself shifted by one pixel (0 for maps without spatial structure). A D that looks at the garment puts more
-than its area's share there; one whose maps are noise puts about its area's share. The last row of each run gives
-the same numbers for maps of independent |N(0, 1)| noise on the same images, the reference for "no structure".
+the guidance's saliency (``|d P(real) / d pixel|``, D in eval mode) or another ``--method``, and prints what share
+of the saliency falls on the object's pixels (brighter than -0.8 on the [-1, 1] scale; the background is -1) against
+the share of the image those pixels cover, the share held by the top 10% of pixels (0.10 if the map were flat), and
+the correlation of each map with itself shifted by one pixel (0 for maps without spatial structure). A D that looks
+at the garment puts more than its area's share there; one whose maps are noise puts about its area's share. The last
+row of each run gives the same numbers for maps of independent |N(0, 1)| noise on the same images, the reference
+for "no structure".
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--method",
         default="saliency",
-        choices=("saliency", "integrated-gradients-real"),
-        help="the explainer (integrated-gradients-real: from 128 of the run's real images, as the guidance draws them)",
+        choices=("saliency", "integrated-gradients-real", "deeplift-shap", "lime"),
+        help="the explainer (integrated-gradients-real, deeplift-shap: from 128 of the run's real images, as the "
+        "guidance draws them; lime: the guidance's default, quickshift segments)",
+    )
+    parser.add_argument(
+        "--lime-fill",
+        default="segment-mean",
+        choices=("segment-mean", "mean", "grey", "black"),
+        help="with --method lime: what a switched-off superpixel shows",
     )
     parser.add_argument("--json", type=Path, help="also write the rows here, with the command's settings")
     args = parser.parse_args(argv)
@@ -66,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
             fake = G(torch.randn(args.n, cfg["noise_dim"], generator=torch.Generator().manual_seed(0)))
         real = data.to_float(images.images[: args.n])
         kwargs = {}
-        if args.method == "integrated-gradients-real":
+        if args.method in ("integrated-gradients-real", "deeplift-shap"):
             kwargs = {"baselines": baseline_batch(images.images, 128, cfg["seed"], torch.device("cpu"))}
+        elif args.method == "lime":
+            kwargs = {"fill": args.lime_fill, "generator": torch.Generator().manual_seed(0)}
         for kind, x in (("generated", fake), ("real", real)):
             maps = explain.explain(args.method, D, x, target="prob", **kwargs).abs()
             rows.append((path, state["epoch"], kind, focus(maps, x)))
@@ -90,7 +100,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{kind}: saliency on the object / its area, median over runs {summary[kind]:.2f}")
     if args.json:
         rows_out = [{"run": p, "epoch": e, "images": k, **f} for p, e, k, f in rows]
-        out = {"method": args.method, "n": args.n, "rows": rows_out, "object_share_over_area_median": summary}
+        settings = {"lime_fill": args.lime_fill} if args.method == "lime" else {}
+        out = {
+            "method": args.method,
+            **settings,
+            "n": args.n,
+            "rows": rows_out,
+            "object_share_over_area_median": summary,
+        }
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 

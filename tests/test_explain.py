@@ -80,7 +80,11 @@ def test_registry_declares_each_explainers_settings():
     assert explain.available() == sorted(explain.available())
     assert explain.get("saliency") is explain.saliency and explain.info("lime").fn is explain.lime
     assert dict(explain.info("integrated-gradients").options) == {"n_steps": "xai_steps"}
-    assert dict(explain.info("lime").options) == {"n_samples": "lime_samples", "segmentation": "lime_segmentation"}
+    assert dict(explain.info("lime").options) == {
+        "n_samples": "lime_samples",
+        "segmentation": "lime_segmentation",
+        "fill": "lime_fill",
+    }
     assert explain.info("deeplift-shap").references == ("baselines", "xai_baselines")
     real_ig = explain.info("integrated-gradients-real")
     assert real_ig.references == ("baselines", "xai_baselines") and dict(real_ig.options) == {"n_steps": "xai_steps"}
@@ -89,9 +93,15 @@ def test_registry_declares_each_explainers_settings():
         assert entry.name == name and entry.summary
         if name not in ("integrated-gradients", "integrated-gradients-real", "lime", "deeplift-shap"):
             assert not entry.options and entry.references is None
-    settings = {"xai_steps": 7, "lime_samples": 30, "lime_segmentation": "grid", "xai_baselines": 3}
+    settings = {
+        "xai_steps": 7,
+        "lime_samples": 30,
+        "lime_segmentation": "grid",
+        "lime_fill": "black",
+        "xai_baselines": 3,
+    }
     assert explain.info("integrated-gradients").kwargs(settings) == {"n_steps": 7}
-    assert explain.info("lime").kwargs(settings) == {"n_samples": 30, "segmentation": "grid"}
+    assert explain.info("lime").kwargs(settings) == {"n_samples": 30, "segmentation": "grid", "fill": "black"}
     assert explain.info("saliency").kwargs(settings) == {}
     asked = []
     refs = explain.info("deeplift-shap").kwargs(settings, lambda k: asked.append(k) or torch.zeros(k, 1, 8, 8))

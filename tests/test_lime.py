@@ -28,7 +28,15 @@ def test_region_superpixels_get_the_largest_weights(segmentation_):
     D = RegionD(16, region=(0, 8, 0, 8), weight=4.0)
     x = _batch(3) * 0.4 + 0.6  # pixels in [0.2, 1]: switching any of them off (to 0) lowers D's score
     maps, info = explain.explain(
-        "lime", D, x, target="prob", segmentation=segmentation_, n_samples=200, generator=_gen(), return_info=True
+        "lime",
+        D,
+        x,
+        target="prob",
+        segmentation=segmentation_,
+        n_samples=200,
+        generator=_gen(),
+        return_info=True,
+        fill="grey",
     )
     inside = torch.zeros(16, 16, dtype=torch.bool)
     inside[:8, :8] = True
@@ -112,6 +120,31 @@ def test_fill_replaces_switched_off_superpixels():
     on = info["z"].gather(2, info["labels"].view(2, 1, -1).expand(2, 10, 256))
     expected = (on * x.view(2, 1, 256) + (1 - on) * 0.5).mean(-1)
     torch.testing.assert_close(info["y"], expected)
+
+
+@pytest.mark.parametrize("fill", ["segment-mean", "mean", "grey", "black"])
+def test_named_fills_show_what_they_say(fill):
+    """What D sees of a switched-off superpixel, by hand: its own mean (the default, as the lime package's
+    hide_color=None), the image's mean, 0 or -1; D = the mean of the image, so y is that of the filled image."""
+    D = RegionD(16, region=(0, 16, 0, 16), weight=1.0)
+    x = _batch(2)
+    kw = dict(segmentation="grid", n_samples=10, target="logit", generator=_gen(4), return_info=True)
+    _, info = explain.explain("lime", D, x, **({} if fill == "segment-mean" else {"fill": fill}), **kw)
+    labels = info["labels"].view(2, 256)
+    segment_mean = torch.stack(
+        [torch.stack([x[b].view(-1)[labels[b] == s].mean() for s in labels[b]]) for b in range(2)]
+    )
+    shown = {
+        "segment-mean": segment_mean,
+        "mean": x.view(2, 256).mean(1, keepdim=True).expand(2, 256),
+        "grey": torch.zeros(2, 256, dtype=x.dtype),
+        "black": -torch.ones(2, 256, dtype=x.dtype),
+    }[fill]
+    on = info["z"].gather(2, labels.view(2, 1, 256).expand(2, 10, 256))
+    expected = (on * x.view(2, 1, 256) + (1 - on) * shown.view(2, 1, 256)).mean(-1)
+    torch.testing.assert_close(info["y"], expected)
+    with pytest.raises(ValueError, match="'segment-mean', 'mean', 'grey' or 'black'"):
+        explain.explain("lime", D, x, fill="white", segmentation="grid", n_samples=4)
 
 
 def test_lime_is_reproducible_with_a_generator_and_works_without_a_chain():

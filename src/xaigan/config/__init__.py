@@ -159,6 +159,13 @@ class Config:
     xai_steps: int = option(16, "integration steps (integrated-gradients)", range="> 0", group="xai")
     lime_samples: int = option(100, "perturbations per image (lime)", range=">= 2", group="xai")
     lime_segmentation: str = option("quickshift", "superpixels (lime)", choices=("quickshift", "grid"), group="xai")
+    lime_fill: str = option(
+        "segment-mean",
+        "what a switched-off superpixel shows (lime): its own mean (the lime package's default), the image's mean, "
+        "grey (0) or black (-1)",
+        choices=("segment-mean", "mean", "grey", "black"),
+        group="xai",
+    )
     prior: str | None = option(None, "image file of a prior mask in [0, 1] (grey)", check=check_prior, group="xai")
     prior_mode: str = option(
         "multiply", "how the prior meets the mask", choices=("multiply", "add", "replace"), group="xai"

@@ -152,7 +152,7 @@ register(
     "lime",
     lime,
     summary="superpixel on/off perturbations and a weighted linear surrogate",
-    options={"n_samples": "lime_samples", "segmentation": "lime_segmentation"},
+    options={"n_samples": "lime_samples", "segmentation": "lime_segmentation", "fill": "lime_fill"},
 )
 
 
