@@ -34,7 +34,10 @@ import torch
 import yaml
 from PIL import Image
 
-TIMING_KEYS = {"seconds", "train_seconds", "sec_per_step", "xai_seconds", "wall_s", "step_time_ratio", "step_time"}
+TIMING_KEYS = {
+    *("seconds", "train_seconds", "sec_per_step", "sec_per_guided_step", "xai_seconds", "wall_s"),
+    *("step_time_ratio", "step_time"),
+}
 KINDS = ("sigkill-time", "sigkill-write", "signal", "disk-full", "read-only")
 
 
