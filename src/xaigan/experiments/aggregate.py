@@ -73,34 +73,34 @@ def _step_median(record: dict[str, Any]) -> float:
     return float(value) if value else float(record["summary"]["sec_per_step"])
 
 
+def _phases(record: dict[str, Any]) -> dict[str, list[float]]:
+    """A run's logged step times split into its plain steps and its guided ones (those that logged xAI stats)."""
+    times = record.get("step_times") or []
+    return {"plain": [s for _, s, g in times if not g], "guided": [s for _, s, g in times if g]}
+
+
 def step_cost(record: dict[str, Any]) -> dict[str, Any]:
-    """A run's step times, robust to stalls: the median of its logged plain steps and of its guided ones (those that
-    logged xAI stats), and ``mean``, the phases' medians weighted by their steps: the run's cost per step. A run whose
-    guidance starts mid-run has two modes, and the median of all its steps falls anywhere between them. Without
-    logged times (older records), every number is the run's ``step_median``."""
+    """A run's step times, robust to stalls: the median of its logged plain steps and of its guided ones, and
+    ``mean``, the phases' medians weighted by their steps: the run's cost per step. A run whose guidance starts
+    mid-run has two modes, and the median of all its steps falls anywhere between them. Without logged times (older
+    records), every number is the run's ``step_median``."""
     times = record.get("step_times") or []
     if not times:
         median = _step_median(record)
         return {"plain": median, "guided": None, "mean": median, "guided_epochs": set()}
-    plain = [s for _, s, g in times if not g]
-    guided = [s for _, s, g in times if g]
-    medians = {k: float(np.median(v)) if v else None for k, v in (("plain", plain), ("guided", guided))}
-    mean = sum(len(v) * (medians[k] or 0.0) for k, v in (("plain", plain), ("guided", guided))) / len(times)
+    phases = _phases(record)
+    medians = {k: float(np.median(v)) if v else None for k, v in phases.items()}
+    mean = sum(len(v) * medians[k] for k, v in phases.items() if v) / len(times)
     return {**medians, "mean": mean, "guided_epochs": {e for e, _, g in times if g}}
 
 
 def contaminated(record: dict[str, Any]) -> bool:
     """Whether a run's mean step time is more than :data:`CONTAMINATED` times its median, in either phase (plain or
     guided steps; for older records without logged times, the summary's mean against ``step_median``)."""
-    times = record.get("step_times")
-    if not times:
+    if not record.get("step_times"):
         median = record.get("step_median")
         return bool(median) and record["summary"]["sec_per_step"] > CONTAMINATED * median
-    for phase in (False, True):
-        values = [s for _, s, g in times if g is phase]
-        if values and np.mean(values) > CONTAMINATED * np.median(values):
-            return True
-    return False
+    return any(v and np.mean(v) > CONTAMINATED * np.median(v) for v in _phases(record).values())
 
 
 def paired_step_ratio(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, Any]:
