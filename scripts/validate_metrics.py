@@ -3,8 +3,9 @@
     python scripts/validate_metrics.py [--dataset fashion-mnist] [--n 10000] [--generators DIR ...] [--json F]
 
 * real vs real: the train split against the test split (FID near 0, precision and recall near 1);
-* graded corruptions of the test split: Gaussian noise, Gaussian blur, and mode dropping (only the first k classes,
-  resampled to n images: recall must fall, precision must not);
+* graded corruptions of the test split: Gaussian noise, Gaussian blur, mode dropping (only the first k classes,
+  resampled to n images: recall must fall, precision must not) and less variety within the classes (n images made
+  from m distinct ones, each copy with its own small noise);
 * agreement: every image set above (and the samples of each ``--generators`` run folder's last checkpoint) scored by
   the extractor under test and by an independently trained second extractor (other seed, other widths); Spearman
   rank correlation of their FIDs.
@@ -79,11 +80,17 @@ def image_sets(test, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor
     for k in (8, 5, 2, 1):
         pool = np.flatnonzero(labels < k)
         sets[f"classes 0-{k - 1}"] = test.images[rng.choice(pool, n, replace=len(pool) < n)]
+    # less variety within every class (all 10 kept): n images made from m distinct ones, each copy with its own
+    # small noise, the way a generator that covers every class but only part of each would look
+    for m in (2000, 500, 100):
+        pick = test.images[rng.choice(len(test), m, replace=False)].float() / 127.5 - 1
+        copies = pick[torch.arange(n) % m]
+        sets[f"distinct {m}"] = to_uint8(copies + 0.05 * torch.randn(copies.shape, generator=g))
     return sets
 
 
 def score(real_f: np.ndarray, fake_f: np.ndarray, ks: list[int]) -> dict[str, float]:
-    out = {"fid": metrics.fid(real_f, fake_f)}
+    out = {"fid": metrics.fid(real_f, fake_f), "kid": metrics.kid(real_f, fake_f)[0]}
     for k in ks:
         out[f"precision@{k}"], out[f"recall@{k}"] = metrics.precision_recall(real_f, fake_f, k=k)
     return out
@@ -156,10 +163,10 @@ def main() -> None:
         results["variants"][variant] = {"sets": rows, "spearman_fid": float(rho)}
         print(f"\n{variant}: Spearman rank correlation of FID with the second extractor {rho:.3f}")
         pr = [f"{m}@{k}" for k in args.k for m in ("precision", "recall")]
-        print("| set | FID | " + " | ".join(pr) + " | FID (second) |\n|---|" + "---:|" * (len(pr) + 2))
+        print("| set | FID | KID | " + " | ".join(pr) + " | FID (second) |\n|---|" + "---:|" * (len(pr) + 3))
         for name, r in rows.items():
             cells = " | ".join(f"{r[c]:.3f}" for c in pr)
-            print(f"| {name} | {r['fid']:.3g} | {cells} | {r['fid_second']:.3g} |")
+            print(f"| {name} | {r['fid']:.3g} | {r['kid']:.3g} | {cells} | {r['fid_second']:.3g} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
