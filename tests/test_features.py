@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import needs_fashion
 from xaigan.metrics import domain, domain_training, features
 
 
@@ -129,6 +130,46 @@ def test_load_or_train_domain_caches(tmp_path, small_data, monkeypatch):
         f.write(b"broken")
     _, info3 = domain_training.load_or_train_domain(x, y, dataset_hash=None, cache_dir=tmp_path, seed=0, **kw)
     assert info3["cached"] is False and len(calls) == 4
+
+
+def test_domain_training_threads_do_not_follow_the_caller(tmp_path, small_data, monkeypatch):
+    """The weights depend on the thread count, so training pins it: a caller's 1 or 3 threads train the same
+    extractor, and the caller's own setting comes back afterwards."""
+    x, y = small_data
+    seen = []
+    real_train = domain_training.train_domain_classifier
+    monkeypatch.setattr(
+        domain_training,
+        "train_domain_classifier",
+        lambda *a, **k: seen.append(torch.get_num_threads()) or real_train(*a, **k),
+    )
+    before = torch.get_num_threads()
+    hashes = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            model, _ = domain_training.load_or_train_domain(
+                x, y, dataset_hash=None, cache_dir=tmp_path / str(threads), seed=0, epochs=1, batch_size=64
+            )
+            assert torch.get_num_threads() == threads
+            hashes.append(features.state_dict_hash(model))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [domain_training.TRAIN_THREADS] * 2
+    assert hashes[0] == hashes[1]
+
+
+@needs_fashion
+def test_studies_extractor_ships_with_the_package(tmp_path, monkeypatch):
+    """Fashion-MNIST's extractor is not retrained on a new machine (another machine trains other weights): the
+    shipped file is found by its content key, with the weights every study record since 2026-12-04 names."""
+    monkeypatch.setenv("XAIGAN_HOME", str(tmp_path))
+    monkeypatch.setattr(domain_training, "train_domain_classifier", lambda *a, **k: pytest.fail("retrained"))
+    from xaigan.evaluate import ExtractorRequest, _provide_domain
+
+    extractor, info = _provide_domain(ExtractorRequest("fashion-mnist", None, "cpu", 0, None))
+    assert extractor.meta["weights_hash"] == "dc49c286ce8490e2" and info["accuracy"] == 0.8892
+    assert not (tmp_path / "metrics" / "domain").exists() or not any((tmp_path / "metrics" / "domain").iterdir())
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path, trained):

@@ -8,7 +8,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,28 @@ def train_domain_classifier(
     return model, acc
 
 
+# The trained weights depend on the CPU thread count and on the machine (the order of float reductions): on one
+# machine 1 and 2 threads trained two extractors, and neither matched the one another machine had trained, so FIDs
+# scored on different machines were not comparable. Training pins the thread count, and the extractors our
+# studies use ship with the package (SHIPPED, found by the same content key as the cache), so every machine scores
+# with the same bytes.
+TRAIN_THREADS = 1
+SHIPPED = Path(__file__).with_name("extractors")
+
+
+@contextmanager
+def _fixed_threads(n: int, device: torch.device) -> Iterator[None]:
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def load_or_train_domain(
     images_uint8: Any,
     labels: Any,
@@ -208,19 +231,22 @@ def load_or_train_domain(
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"{arch}_s{int(seed)}_{key}.pt"
 
-    if path.is_file() and not force:
+    for found in (SHIPPED / path.name, path):
+        if not found.is_file() or force:
+            continue
         try:
-            model, meta = load_domain_checkpoint(path)
+            model, meta = load_domain_checkpoint(found)
             if meta.get("key") == key and meta.get("arch") == arch:
-                meta.update(path=str(path), cached=True)
+                meta.update(path=str(found), cached=True)
                 return model, meta
         except Exception as exc:  # corrupt/foreign file: retrain and overwrite
             if log is not None:
-                log(f"ignoring unreadable domain checkpoint {path}: {exc}")
+                log(f"ignoring unreadable domain checkpoint {found}: {exc}")
 
     train_kwargs = dict(train_kwargs, num_classes=num_classes)
     t0 = time.perf_counter()
-    model, acc = train_domain_classifier(images, labels, seed=seed, log=log, **train_kwargs)
+    with _fixed_threads(TRAIN_THREADS, torch.device(train_kwargs.get("device", "cpu"))):
+        model, acc = train_domain_classifier(images, labels, seed=seed, log=log, **train_kwargs)
     seconds = time.perf_counter() - t0
     meta = {
         "key": key,
