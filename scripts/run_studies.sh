@@ -40,8 +40,8 @@ copy fmnist35-ema fmnist35-methods normal 'seed_[0-4]'
 copy fmnist35-ema fmnist35-methods saliency 'seed_[0-4]'
 study fmnist35-methods
 study fmnist-efficiency-mlp
-copy fmnist35-ema-controls fmnist35-ema-dose normal
-copy fmnist35-ema-controls fmnist35-ema-dose saliency-flat
+# fmnist35-ema-dose no longer copies fmnist35-ema-controls' normal and saliency-flat runs: those were scored with
+# the extractor lost on 2026-12-04 (cac9d42d77ca96c8), every new run with the shipped one (docs/studies.md)
 study fmnist35-ema-dose
 # the DCGAN's equal-steps cell: 3 runs of 11,000 fp32 DCGAN steps, ~4.4 h of one core each (~6.5 h of both cores with
 # three workers), longer than any session on a fresh machine, whose run folders (checkpoints) do not survive it: only
