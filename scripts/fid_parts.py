@@ -25,25 +25,22 @@ from xaigan.metrics.distances import kth_nn_radii
 BORDER = 2  # pixels
 
 
-def parts(real: np.ndarray, fake: np.ndarray, images: torch.Tensor) -> dict[str, float]:
-    mu_r, sig_r = metrics.feature_statistics(real)
-    mu_f, sig_f = metrics.feature_statistics(fake)
-    fid = metrics.frechet_distance(mu_r, sig_r, mu_f, sig_f)
-    mean_term = float(np.sum((mu_r - mu_f) ** 2))
-    sub = real[np.random.default_rng(0).choice(len(real), len(fake), replace=False)]
-    knn = metrics.manifold_scores(sub, fake, k=PR_K)
+def parts(ev: Evaluator, feats: np.ndarray, images: torch.Tensor) -> dict[str, float]:
+    scores = ev.score_features(feats)
+    mu_f, sig_f = metrics.feature_statistics(feats)
+    mean_term = float(np.sum((ev.real["mu"] - mu_f) ** 2))
     x = images.float() / 127.5 - 1
     inner = torch.zeros(x.shape[-2:], dtype=torch.bool)
     inner[BORDER:-BORDER, BORDER:-BORDER] = True
     return {
-        "fid": fid,
+        "fid": scores["fid"],
         "mean_term": mean_term,
-        "cov_term": fid - mean_term,
-        "spread_ratio": float(np.trace(sig_f) / np.trace(sig_r)),
-        "kid": float(metrics.kid(real, fake)[0]),
-        "precision": knn["precision"],
-        "recall": knn["recall"],
-        "knn_radius": float(np.median(kth_nn_radii(fake, k=PR_K))),
+        "cov_term": scores["fid"] - mean_term,
+        "spread_ratio": float(np.trace(sig_f) / np.trace(ev.real["sigma"])),
+        "kid": scores["kid_mean"],
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+        "knn_radius": float(np.median(kth_nn_radii(feats, k=PR_K))),
         "border": float(x[..., ~inner].mean()),
     }
 
@@ -56,14 +53,13 @@ def main() -> None:
     args = parser.parse_args()
     first_cfg = load_generator(args.runs[0])[1]
     ev = Evaluator(first_cfg.dataset, data_dir=first_cfg.data_dir, reference="all")
-    real = ev.real["features"]
     pick = np.random.default_rng(1).choice(len(ev.reference), args.n, replace=False)
     real_imgs = ev.reference.images[torch.from_numpy(pick)]
-    rows = {"real (10k of the reference)": parts(real, ev.extractor(real_imgs), real_imgs)}
+    rows = {"real (10k of the reference)": parts(ev, ev.extractor(real_imgs), real_imgs)}
     for run in args.runs:
         G, cfg = load_generator(run)
         imgs = generate_uint8(G, args.n, cfg.noise_dim, seed=0)
-        rows[str(Path(run).relative_to(Path(run).parents[1]))] = parts(real, ev.extractor(imgs), imgs)
+        rows[str(Path(run).relative_to(Path(run).parents[1]))] = parts(ev, ev.extractor(imgs), imgs)
     cols = list(next(iter(rows.values())))
     print("| run | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
     for name, r in rows.items():

@@ -80,7 +80,7 @@ def test_ray_grid_gives_the_local_executors_results(tmp_path, local_ray):
         assert steps == local_results[key][1] and fid == pytest.approx(local_results[key][0], rel=1e-6)
     for r in on_ray:
         ours, theirs = (RunDir(d).path / "checkpoints" / "last.pt" for d in (r["run_dir"], _local_dir(tmp_path, r)))
-        assert ours.read_bytes() == theirs.read_bytes() or _same_weights(ours, theirs)
+        assert _same_weights(ours, theirs)
     assert json.loads((tmp_path / "ray" / "grid.json").read_text())["executor"] == "ray"
     for r in on_ray:
         assert RunDir(r["run_dir"]).state() == "done"

@@ -231,8 +231,8 @@ def load_or_train_domain(
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"{arch}_s{int(seed)}_{key}.pt"
 
-    for found in (SHIPPED / path.name, path):
-        if not found.is_file() or force:
+    for found in () if force else (SHIPPED / path.name, path):
+        if not found.is_file():
             continue
         try:
             model, meta = load_domain_checkpoint(found)
