@@ -36,8 +36,8 @@ copy() {  # copy FROM TO CELL [SEEDS_GLOB]: a cell's records shared by two grids
 
 study variants-confirm
 study fmnist35-ema-controls
-copy fmnist35-ema fmnist35-methods normal 'seed_[0-4]'
-copy fmnist35-ema fmnist35-methods saliency 'seed_[0-4]'
+copy fmnist35-ema fmnist35-methods normal 'seed_[0-2]'
+copy fmnist35-ema fmnist35-methods saliency 'seed_[0-2]'
 study fmnist35-methods
 study fmnist-efficiency-mlp
 # fmnist35-ema-dose no longer copies fmnist35-ema-controls' normal and saliency-flat runs: those were scored with
