@@ -97,8 +97,10 @@ def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
     # best.pt holds the best evaluation's generator: scored again as training scored it, it gives that FID.
     assert load_torch(tmp_path / "eval" / "checkpoints" / "best.pt")["step"] == best["step"]
     G = load_generator(tmp_path / "eval", checkpoint="best.pt")[0]
-    again = Evaluator(cfg.dataset).score_generator(G, cfg.eval_n, cfg.noise_dim, seed=0)["fid"]
+    evaluator = Evaluator(cfg.dataset)
+    again = evaluator.score_generator(G, cfg.eval_n, cfg.noise_dim, seed=0)["fid"]
     assert again == pytest.approx(best["fid"], rel=1e-6)
+    assert {r["extractor"] for r in evals} == {evaluator.extractor.weights_hash}  # what late FIDs pair by
 
 
 def test_inception_without_weights_is_one_clear_error(trained, capsys, monkeypatch):

@@ -151,15 +151,67 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert (pixels < 128).mean() > 0.005  # some dark content (text, lines, images)
 
 
-def test_report_refuses_mixed_extractors(tmp_path):
+def test_report_refuses_mixed_extractor_kinds(tmp_path):
     out = fake_grid_output(tmp_path / "grid")
     path = out / "lime" / "seed_1" / "eval.json"
     result = json.loads(path.read_text())
-    result["extractor"]["weights_hash"] = "other"
+    result["extractor"] = {"id": "inception-v3-fid", "weights_hash": "other"}
     path.write_text(json.dumps(result))
     with pytest.raises(ValueError, match="different feature extractors"):
         build_report(out)
     assert not (out / "report.md").exists()
+
+
+def _rescore(run: Path, weights: str, fid: float | None = None) -> None:
+    path = run / "eval.json"
+    result = json.loads(path.read_text())
+    result["extractor"] = {**result["extractor"], "weights_hash": weights}
+    if fid is not None:
+        result["fid"] = fid
+    path.write_text(json.dumps(result))
+
+
+def test_retrained_extractor_pairs_each_seed_within_its_weights(tmp_path):
+    """Seed 2 of normal and saliency rescored by retrained weights (another FID scale), lime's seed 2 not: saliency
+    keeps 3 pairs, lime vs normal only seeds 0-1 (its seed 2 and normal's were scored by different weights)."""
+    out = fake_grid_output(tmp_path / "grid")
+    _rescore(out / "normal" / "seed_2", "new", fid=60.0)
+    _rescore(out / "saliency" / "seed_2", "new", fid=58.0)
+    md_path, _ = build_report(out)
+    rows = {r["cell"]: r for r in json.loads((out / "aggregate.json").read_text())}
+    normal = [*FIDS["normal"][:2], 60.0]
+    saliency = [*FIDS["saliency"][:2], 58.0]
+    sal, lime = rows["saliency"]["paired"], rows["lime"]["paired"]
+    assert sal["n_pairs"] == 3 and lime["n_pairs"] == 2
+    assert sal["mean_diff"] == pytest.approx(np.mean(np.subtract(saliency, normal)))
+    assert sal["p"] == pytest.approx(stats.ttest_rel(saliency, normal).pvalue)
+    assert lime["mean_diff"] == pytest.approx(np.mean(np.subtract(FIDS["lime"][:2], FIDS["normal"][:2])))
+    assert lime["diff_pct"] == pytest.approx(100 * lime["mean_diff"] / np.mean(FIDS["normal"][:2]))
+    assert rows["lime"]["seeds_by_weights"] == {"abc": [0, 1, 2]}
+    assert rows["normal"]["seeds_by_weights"] == {"abc": [0, 1], "new": [2]}
+    note = md_path.read_text()
+    assert "several trainings of the same extractor (abc: normal [0, 1], saliency [0, 1], lime [0, 1, 2]; " in note
+    assert "new: normal [2], saliency [2])" in note
+
+
+def test_late_fids_pair_within_the_extractor_they_logged(tmp_path):
+    """In-training evaluations that logged their extractor pair by it; a run whose last ones mixed two is left out."""
+    out = fake_grid_output(tmp_path / "grid")
+    for cell, seed, weights in [("normal", 0, "new"), ("saliency", 0, "new"), ("lime", 1, None)]:
+        path = out / cell / f"seed_{seed}" / "metrics.jsonl"
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        evals = [m for m in lines if "fid" in m]
+        for i, m in enumerate(evals):
+            m["extractor"] = weights or ("abc" if i else "new")
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    build_report(out)
+    rows = {r["cell"]: r for r in json.loads((out / "aggregate.json").read_text())}
+    late = {c: [f + 5 for f in fids] for c, fids in FIDS.items()}  # the mean of fid + 10 and fid
+    assert rows["saliency"]["late"]["n_pairs"] == 3  # seed 0 logged "new" in both cells
+    assert rows["saliency"]["late"]["p"] == pytest.approx(stats.ttest_rel(late["saliency"], late["normal"]).pvalue)
+    # lime: seed 0 logged nothing (its final extractor, abc) against normal's "new"; seed 1 mixed: only seed 2 pairs
+    assert rows["lime"]["late"]["n_pairs"] == 1
+    assert rows["lime"]["late"]["mean_diff"] == pytest.approx(late["lime"][2] - late["normal"][2])
 
 
 @pytest.mark.parametrize(

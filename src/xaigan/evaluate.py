@@ -315,6 +315,7 @@ def attach(trainer: Trainer) -> None:
             result = evaluator.score_features(feats.numpy())
         record = {"epoch": epoch, "step": tr.step, **{k: result[k] for k in ("fid", "kid_mean", "kid_std")}}
         record.update(precision=result["precision"], recall=result["recall"], eval_n=result["n"])
+        record["extractor"] = evaluator.extractor.weights_hash  # late FIDs pair only within one extractor
         if tr.ema is not None and tr.dist is None:  # the weight average is scored; G itself beside it, to compare
             record["fid_raw"] = evaluator.score_generator(tr.G, cfg.eval_n, cfg.noise_dim, seed=0)["fid"]
         tr.log_record(record)

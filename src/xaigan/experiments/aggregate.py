@@ -12,11 +12,11 @@ from xaigan.experiments.statistics import holm, mean_ci, paired_test
 
 
 def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
-    """Runs on the same dataset are compared with each other, so they must have been scored by the same feature
-    extractor, against the same reference set (content hash, split, size), with as many generated samples.
-    Runs on different datasets are never compared and may use different (e.g. per-dataset domain) extractors."""
-    from xaigan.metrics import check_same_extractor
-
+    """Runs on the same dataset are compared with each other, so they must have been scored against the same
+    reference set (content hash, split, size), with as many generated samples, by one kind of feature extractor
+    (its id: architecture and version). Its weights may differ, as when a retrained extractor scored the later seeds
+    of a grid: :func:`aggregate` then pairs each seed only within one set of weights. Runs on different datasets are
+    never compared and may use different (e.g. per-dataset domain) extractors."""
     by_dataset: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if r["eval"]:
@@ -25,10 +25,14 @@ def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
         first = runs[0]
         for other in runs[1:]:
             where = f"{other['run_dir']} vs {first['run_dir']}"
-            try:
-                check_same_extractor(first["eval"]["extractor"], other["eval"]["extractor"])
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}; re-run `xaigan evaluate` on one of them") from None
+            a_ext, b_ext = first["eval"]["extractor"], other["eval"]["extractor"]
+            if None in (a_ext.get("id"), b_ext.get("id"), a_ext.get("weights_hash"), b_ext.get("weights_hash")):
+                raise ValueError(f"{where}: eval.json does not record its extractor's id and weights_hash")
+            if a_ext["id"] != b_ext["id"]:
+                raise ValueError(
+                    f"{where}: scored by different feature extractors ({b_ext['id']} vs {a_ext['id']}), whose "
+                    "scores are not comparable; re-run `xaigan evaluate` on one of them"
+                )
             a, b = first["eval"].get("reference"), other["eval"].get("reference")
             if a is None or b is None:
                 raise ValueError(f"{where}: eval.json does not record its reference set; re-run `xaigan evaluate`")
@@ -43,6 +47,21 @@ def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
                     f"{where}: scored on {other['eval'].get('n')} vs {first['eval'].get('n')} generated samples "
                     "(FID's bias depends on n); re-run `xaigan evaluate` with the same --n"
                 )
+
+
+def weights(record: dict[str, Any]) -> str:
+    """The weights hash of the extractor that scored a run's final evaluation."""
+    return str(record["eval"]["extractor"]["weights_hash"])
+
+
+def pair_key(record: dict[str, Any]) -> tuple[str, int]:
+    """What pairs two cells' runs: the same seed, scored by the same extractor weights."""
+    return weights(record), int(record["seed"])
+
+
+def late_key(record: dict[str, Any]) -> tuple[str, int]:
+    """As :func:`pair_key` for the in-training FIDs (runs that did not log their extractor: their final one's)."""
+    return str(record.get("late_extractor") or weights(record)), int(record["seed"])
 
 
 def _mean_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -138,6 +157,11 @@ def paired_step_ratio(runs: list[dict[str, Any]], base: list[dict[str, Any]]) ->
     }
 
 
+def _in_order(runs: list[dict[str, Any]]) -> list[str]:
+    """The extractor weights that scored these runs, in the order of their lowest seed."""
+    return list(dict.fromkeys(weights(r) for r in sorted(runs, key=lambda r: r["seed"])))
+
+
 def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell, in the grid's order. Refuses runs that cannot be compared (:func:`check_comparable`)."""
     check_comparable(grid, records)
@@ -145,9 +169,14 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
     for record in records:
         if record["eval"]:
             by_cell.setdefault(record["cell"], []).append(record)
-    fid_by_seed = {c: {r["seed"]: r["eval"]["fid"] for r in rs} for c, rs in by_cell.items()}
+    fid_by_seed = {c: {pair_key(r): r["eval"]["fid"] for r in rs} for c, rs in by_cell.items()}
     late_by_seed = {
-        c: {r["seed"]: r["late_fid"] for r in rs if r.get("late_fid") is not None} for c, rs in by_cell.items()
+        c: {
+            late_key(r): r["late_fid"]
+            for r in rs
+            if r.get("late_fid") is not None and r.get("late_extractor") != "mixed"
+        }
+        for c, rs in by_cell.items()
     }
     costs = {c: [step_cost(r) for r in rs] for c, rs in by_cell.items()}
     step_time = {c: float(np.median([k["mean"] for k in ks])) if ks else math.nan for c, ks in costs.items()}
@@ -179,6 +208,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             "sec_per_guided_step": float(np.median(guided_time[cell])) if guided_time[cell] else None,
             "late_fid_mean": mean_ci(list(late_by_seed[cell].values()))[0] if late_by_seed[cell] else math.nan,
             "extractor": runs[0]["eval"]["extractor"]["id"] if runs else None,
+            "seeds_by_weights": {w: sorted(r["seed"] for r in runs if weights(r) == w) for w in _in_order(runs)},
             "regimes": regimes(runs),
             "baseline": grid.baseline(cell),
         }

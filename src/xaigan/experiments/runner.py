@@ -152,12 +152,14 @@ def collect(spec: RunSpec) -> dict[str, Any]:
     times, robust to a stall or a competing job, unlike the summary's mean; ``step_times``: each logged step's
     ``(epoch, seconds, guided)``, guided when it logged xAI stats, so that a cell whose guidance starts mid-run is
     timed per phase; ``late_fid``: the mean of the last :data:`LATE_EVALS` in-training FIDs, or of as many as there
-    are, None without any)."""
+    are, None without any; ``late_extractor``: the weights hash they were scored with, None where older runs did not
+    log it, ``"mixed"`` where they were scored with several)."""
     run = RunDir(spec.run_dir)
     metrics = run.read_metrics()
     steps = [m for m in metrics if isinstance(m.get("sec_per_step"), (int, float))]
     times = [m["sec_per_step"] for m in steps]
-    fids = [float(m["fid"]) for m in metrics if isinstance(m.get("fid"), (int, float))][-LATE_EVALS:]
+    late = [m for m in metrics if isinstance(m.get("fid"), (int, float))][-LATE_EVALS:]
+    scored_by = {m.get("extractor") for m in late}
     return {
         "cell": spec.cell,
         "seed": spec.seed,
@@ -166,5 +168,6 @@ def collect(spec: RunSpec) -> dict[str, Any]:
         "eval": run.read_eval(),
         "step_median": float(statistics.median(times)) if times else None,
         "step_times": [(int(m.get("epoch", 0)), float(m["sec_per_step"]), "xai_explained" in m) for m in steps],
-        "late_fid": float(statistics.fmean(fids)) if fids else None,
+        "late_fid": float(statistics.fmean(float(m["fid"]) for m in late)) if late else None,
+        "late_extractor": (scored_by.pop() if len(scored_by) == 1 else "mixed") if late else None,
     }

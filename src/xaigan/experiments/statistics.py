@@ -48,12 +48,13 @@ def min_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float 
     return float(optimize.brentq(lambda e: paired_power(e, sd, n, alpha) - power, 0.0, hi, xtol=1e-10 * sd))
 
 
-def paired_test(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> dict[str, Any]:
-    """Compare ``a`` with ``b`` over the seeds both have: mean difference ``a - b`` with its t confidence interval,
-    the same relative to ``b``'s mean on those seeds, the paired t-test and Wilcoxon signed-rank test (two-sided),
-    the effect size d_z, how many seeds ``a`` is lower in, the smallest difference the design detects with
-    80% power at the observed spread (``mde``), and the correlation ``r`` of ``a`` and ``b`` across the seeds
-    (nan below three pairs; pairing narrows the interval only as far as r is above 0)."""
+def paired_test(a: dict[Any, float], b: dict[Any, float], level: float = 0.95) -> dict[str, Any]:
+    """Compare ``a`` with ``b`` over the keys both have (seeds, or whatever else pairs two runs): mean difference
+    ``a - b`` with its t confidence interval, the same relative to ``b``'s mean on those pairs, the paired t-test and
+    Wilcoxon signed-rank test (two-sided), the effect size d_z, how many pairs ``a`` is lower in, the smallest
+    difference the design detects with 80% power at the observed spread (``mde``), and the correlation ``r`` of
+    ``a`` and ``b`` across the pairs (nan below three pairs; pairing narrows the interval only as far as r is above
+    0)."""
     seeds = sorted(set(a) & set(b))
     xa = np.array([a[s] for s in seeds], dtype=np.float64)
     xb = np.array([b[s] for s in seeds], dtype=np.float64)

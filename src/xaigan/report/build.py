@@ -290,6 +290,26 @@ def export_markdown(md_path: Path, target: Path) -> Path:
     return files
 
 
+def _mixed_weights_note(rows: list[dict[str, Any]]) -> str:
+    """Which seeds of which cells each extractor's weights scored, when several did."""
+    by_weights: dict[str, dict[str, list[int]]] = {}
+    for r in rows:
+        for w, seeds in r.get("seeds_by_weights", {}).items():
+            by_weights.setdefault(w, {})[r["cell"]] = seeds
+    parts = []
+    for w, cells in by_weights.items():
+        seed_sets = {tuple(s) for s in cells.values()}
+        if len(cells) == len(rows) and len(seed_sets) == 1:
+            parts.append(f"{w}: seeds {list(seed_sets.pop())} of every cell")
+        else:
+            parts.append(f"{w}: " + ", ".join(f"{cell} {seeds}" for cell, seeds in cells.items()))
+    return (
+        "scored by several trainings of the same extractor (" + "; ".join(parts) + "). Each seed is paired only "
+        "with the baseline's same seed scored by the same weights, and only such pairs enter ΔFID and the tests; a "
+        "cell's mean FID, KID and k-NN scores average over its runs whatever scored them."
+    )
+
+
 def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.md`` (+ ``report_files/``) and ``report.html`` into ``out_dir``; return both paths."""
     out_dir = Path(out_dir)
@@ -317,7 +337,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         if key in series
     }
     images = collect_images(records)
-    extractors = {r["eval"]["extractor"]["id"]: r["eval"]["extractor"] for r in records if r["eval"]}
+    extractors = {r["eval"]["extractor"]["weights_hash"]: r["eval"]["extractor"] for r in records if r["eval"]}
 
     def describe(e: dict[str, Any]) -> str:
         acc = f", held-out accuracy {e['accuracy']:.4f}" if "accuracy" in e else ""
@@ -339,6 +359,8 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         "of comparisons. Detectable Δ: the true change the design (these seeds, this spread of differences) detects "
         "with 80% power at 0.05.",
     ]
+    if len(extractors) > 1:
+        notes.append(_mixed_weights_note(rows))
     if any(r.get("original") for r in rows):
         notes.append(
             "* original repo FID: single unseeded runs from the original authors' results files, computed with "
