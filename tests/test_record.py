@@ -226,3 +226,29 @@ def test_evenly_spaced_keeps_the_first_the_last_and_even_steps_between():
     assert evenly_spaced(paths) == [paths[0], paths[5], paths[10]]
     assert evenly_spaced(paths[:10], k=4) == [paths[0], paths[3], paths[6], paths[9]]
     assert evenly_spaced(paths[:2]) == paths[:2] and evenly_spaced([]) == []
+
+
+def test_a_run_trained_under_auto_precision_matches_auto_but_not_another_precision(tmp_path):
+    """``precision: auto`` is resolved by the machine that trains (config.yaml records fp32 or bf16): the same grid
+    asking for auto again finds its run, one asking for the other precision is refused."""
+    import pytest
+
+    from xaigan.config import ConfigError
+    from xaigan.experiments import load_grid
+    from xaigan.experiments.record import check_same_config
+    from xaigan.rundir import RunDir
+
+    def spec_for(precision):
+        path = tmp_path / f"{precision}.yaml"
+        cells = {"s": {"xai": "none", "precision": precision}}
+        path.write_text(
+            yaml.safe_dump({"name": "g", "base": {"dataset": "mnist"}, "budgets": {"q": {"epochs": 2}}, "cells": cells})
+        )
+        (spec,) = load_grid(path).runs(tmp_path / "out", "q", [0])
+        return spec
+
+    RunDir(spec_for("auto").run_dir).write_config({**spec_for("fp32").cfg.to_dict()})
+    check_same_config(spec_for("auto"))
+    check_same_config(spec_for("fp32"))
+    with pytest.raises(ConfigError, match=r"\(precision\)"):
+        check_same_config(spec_for("bf16"))

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from tests.conftest import FASHION_DIR, needs_fashion, write_image_folder
 from xaigan import cli, train
@@ -124,3 +125,14 @@ def test_missing_data_dir_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and str(missing) in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("amx", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_only_with_amx_and_the_run_records_it(tmp_path, folder_cfg, monkeypatch, amx, expected):
+    """Without AMX, CPU bf16 runs through AVX-512 and is slower than fp32 (docs/benchmarks.md): auto picks fp32."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    trainer = train.from_config(folder_cfg.replace(precision="auto", device="cpu"), tmp_path / "run")
+    assert trainer.cfg.precision == expected
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["precision"] == expected
+    assert train.pick_precision("fp32", torch.device("cpu")) == "fp32"  # a named precision is kept as asked
+    assert train.pick_precision("bf16", torch.device("cpu")) == "bf16"

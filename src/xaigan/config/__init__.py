@@ -81,8 +81,10 @@ class Config:
     d_steps: int = option(1, "D steps per G step", range="> 0", group="optimisation")
     precision: str = option(
         "fp32",
-        "arithmetic of the training step: fp32, or bf16 (autocast matmuls, fp32 weights and optimiser state)",
-        choices=("fp32", "bf16"),
+        "arithmetic of the training step: fp32, bf16 (autocast matmuls, fp32 weights and optimiser state), or auto: "
+        "bf16 where the hardware multiplies bf16 fast (a CPU with AMX, a CUDA GPU with bf16), fp32 elsewhere (the "
+        "run's config.yaml records which)",
+        choices=("fp32", "bf16", "auto"),
         group="optimisation",
     )
     drop_last: bool = option(False, "drop the last incomplete batch of each epoch", group="optimisation")

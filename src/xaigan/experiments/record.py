@@ -40,6 +40,8 @@ def check_same_config(spec: RunSpec, folder: str | Path | None = None) -> None:
         return
     stored = {**_DEFAULTS, **run.read_config()}  # a setting added since the run was trained had its default then
     wanted = _resolved_like_training(spec.cfg, run)
+    if wanted.get("precision") == "auto":  # the machine that trained it chose; a resumed run keeps that choice
+        wanted["precision"] = stored.get("precision")
     diff = sorted(k for k in wanted if k not in _COSMETIC and stored.get(k) != wanted[k])
     if diff:
         raise ConfigError(

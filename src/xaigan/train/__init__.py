@@ -3,7 +3,7 @@
 from xaigan.train.checkpoint import rng_state, seed_everything, set_rng_state
 from xaigan.train.factory import DataChangedError, RunExistsError, build_guidance, from_config, resume
 from xaigan.train.logging import RunLogger
-from xaigan.train.step import gan_step, pick_device
+from xaigan.train.step import gan_step, pick_device, pick_precision
 from xaigan.train.trainer import NonFiniteLossError, StopRequested, Trainer
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "from_config",
     "gan_step",
     "pick_device",
+    "pick_precision",
     "resume",
     "rng_state",
     "seed_everything",

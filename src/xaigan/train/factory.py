@@ -21,7 +21,7 @@ from xaigan.io import UnreadableFileError
 from xaigan.rundir import LAST, PREVIOUS, RunDir
 from xaigan.train import checkpoint
 from xaigan.train.distributed import Dist
-from xaigan.train.step import pick_device
+from xaigan.train.step import pick_device, pick_precision
 from xaigan.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def build_guidance(
 def _build(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
     """Seed, load the data, build models, augmentation and guidance, in the order that fixes every random draw."""
     device = dist.device(pick_device(cfg.device)) if dist else pick_device(cfg.device)
+    cfg = cfg.replace(precision=pick_precision(cfg.precision, device))  # config.yaml records the one that ran
     checkpoint.seed_everything(cfg.seed)
     data = data_mod.load(
         cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed

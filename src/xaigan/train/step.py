@@ -28,6 +28,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices faster than fp32: a CUDA GPU with bf16, or a CPU with AMX tiles
+    (without them, CPU bf16 runs through AVX-512 and was 1.3x slower than fp32 for the paper MLP's step on one
+    machine, docs/benchmarks.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx()) if amx is not None else False
+    return False
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """The step's arithmetic: ``auto`` is bf16 where :func:`fast_bf16`, fp32 elsewhere; other names as given."""
+    if name != "auto":
+        return name
+    return "bf16" if fast_bf16(device) else "fp32"
+
+
 def bce(out: torch.Tensor, target: float, d_output: str, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy of D's outputs against a constant target, for a logit or a probability D; ``weight``:
     one weight per sample (the mean of the weighted losses)."""
