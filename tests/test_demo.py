@@ -18,9 +18,21 @@ from torch import nn
 
 from xaigan import cli
 from xaigan import data as data_mod
+from xaigan.cli.study import demo_epochs
 from xaigan.evaluate import generate_uint8, load_generator
 
 full_demo = pytest.mark.skipif(os.environ.get("XAIGAN_DEMO_TEST") != "1", reason="set XAIGAN_DEMO_TEST=1")
+
+
+@pytest.mark.parametrize(("amx", "epochs"), [(True, 150), (False, 100)])
+def test_demo_budget_follows_the_precision_the_machine_runs_fast(tmp_path, capsys, monkeypatch, amx, epochs):
+    """Without AMX the demo's step runs in fp32, ~1.7x the bf16 step's time on one with AMX: fewer epochs keep it
+    within 10 minutes (docs/demo.md). A bad --epochs is one error before anything is written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert demo_epochs() == epochs
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "demo").exists()
 
 
 def test_short_demo_reports_findings_and_the_command_for_a_real_answer(tmp_path, capsys):

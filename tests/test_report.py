@@ -376,6 +376,18 @@ def test_findings_say_what_the_guidance_did_in_its_steps():
     assert regimes([{"summary": {}}]) is None and regime_finding({"cell": "normal", "regimes": None}) is None
 
 
+def test_late_fid_section_needs_two_paired_seeds(tmp_path):
+    """With one seed per cell (the demo) a paired check of the late FIDs tests nothing: no section, no finding."""
+    out = fake_grid_output(tmp_path / "grid")
+    for cell in FIDS:
+        for seed in (1, 2):
+            shutil.rmtree(out / cell / f"seed_{seed}")
+    md_path, html_path = build_report(out)
+    md = md_path.read_text()
+    assert "## Results" in md and "Late FID" not in md
+    assert 'id="late"' not in html_path.read_text()
+
+
 def test_late_fid_table_averages_the_last_in_training_evaluations(tmp_path):
     """Each fake run logs in-training FIDs fid + 10 and fid (two evaluations, fewer than 3: both averaged), so its
     late FID is fid + 5; the table's paired change and t-test are checked against scipy on those numbers."""

