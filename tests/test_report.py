@@ -15,7 +15,7 @@ from scipy import stats
 
 from xaigan.io import save_image_grid
 from xaigan.report import build_report, line_chart
-from xaigan.report.build import curves
+from xaigan.report.build import curves, export_markdown
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CELLS = {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}, "lime": {"xai": "lime"}}
@@ -489,3 +489,29 @@ def test_results_table_leaves_out_the_optional_columns_no_cell_fills(tmp_path):
     lime = next(r for r in results.splitlines() if r.startswith("| lime "))
     assert lime.strip("|").split("|")[-1].strip() == "1.353*"
     assert "* original repo FID: single unseeded runs" in md
+
+
+def test_a_reading_in_the_record_comes_first_and_says_when_the_record_has_grown(tmp_path):
+    """reading.md (a person's plain-words reading, kept beside the runs) opens both reports; a reading written for
+    another number of runs than the record holds is flagged; Markdown's code and bullets render, HTML is escaped."""
+    out = fake_grid_output(tmp_path / "grid")  # 3 cells x 3 seeds: 9 runs
+    text = "No gain from `saliency` here.\n\n- **lime**: within noise\n  over 3 seeds\n- <script>x</script>\n"
+    (out / "reading.md").write_text("<!-- written for 9 runs -->\n" + text)
+    md_path, html_path = build_report(out)
+    md, page = md_path.read_text(), html_path.read_text()
+    assert md.index("## What we found, in plain words") < md.index("## Findings") < md.index("## Results")
+    assert text.strip() in md and "written for" not in md and "newer than" not in md
+    reading = page.split('<div id="reading">')[1].split("</div>")[0]
+    assert reading == (
+        "<p>No gain from <code>saliency</code> here.</p>"
+        "<ul><li><strong>lime</strong>: within noise over 3 seeds</li><li>&lt;script&gt;x&lt;/script&gt;</li></ul>"
+    )
+    assert page.index('id="reading"') < page.index('id="findings"')
+    (out / "reading.md").write_text("<!-- written for 6 runs -->\n" + text)
+    md_path, html_path = build_report(out)
+    assert "> Written when 6 runs were recorded; the record now holds 9" in md_path.read_text()
+    assert "Written when 6 runs were recorded" in html_path.read_text()
+    export_markdown(md_path, tmp_path / "docs" / "results.md")  # the docs copy keeps it
+    assert text.strip() in (tmp_path / "docs" / "results.md").read_text()
+    (out / "reading.md").unlink()
+    assert "in plain words" not in build_report(out)[0].read_text()

@@ -18,6 +18,7 @@ from xaigan.experiments.selection import apply_rule
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.report.findings import findings
 from xaigan.report.plots import line_chart
+from xaigan.report.reading import load_reading, reading_markdown, reading_section_html
 from xaigan.rundir import RunDir
 
 COLUMNS = (
@@ -209,8 +210,9 @@ def _markdown(
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
     selection: dict[str, Any] | None = None,
+    preface: list[str] | None = None,
 ) -> str:
-    lines = [f"# {title}", "", "## Findings", ""]
+    lines = [f"# {title}", ""] + (preface or []) + ["## Findings", ""]
     lines += [f"- {_md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
     lines += [f"- {_md_text(n)}" for n in notes] + [""]
     lines += _md_table(*results_table(rows))
@@ -239,6 +241,7 @@ def _html(
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
     selection: dict[str, Any] | None = None,
+    preface: str = "",
 ) -> str:
     late = late_rows(rows)
     late_html = ""
@@ -268,6 +271,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 .pix {{ image-rendering: pixelated; width: 280px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
+{preface}
 <h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
 {_html_table("results", *results_table(rows))}
@@ -383,8 +387,12 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         for _, path in items:
             atomic_write_bytes(files / _asset_name(path), path.read_bytes())
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    atomic_write_text(md_path, _markdown(title, rows, charts, images, notes, selection))
-    atomic_write_text(html_path, _html(title, rows, charts, images, notes, selection))
+    reading = load_reading(out_dir)  # a person's plain-words reading of the study, kept in its record
+    md = _markdown(title, rows, charts, images, notes, selection, reading_markdown(reading, len(records)))
+    atomic_write_text(md_path, md)
+    atomic_write_text(
+        html_path, _html(title, rows, charts, images, notes, selection, reading_section_html(reading, len(records)))
+    )
     atomic_write_text(out_dir / "aggregate.json", json.dumps(rows, indent=2, default=str))
     if selection is not None:
         atomic_write_text(out_dir / "selection.json", json.dumps(selection, indent=2))
