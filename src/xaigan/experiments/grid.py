@@ -12,7 +12,10 @@ from xaigan.experiments.selection import SelectionRule
 
 # What a grid's output folder holds beside its cells' folders: no cell may take these names.
 RESERVED = frozenset(
-    {"grid.yaml", "grid.json", "report.md", "report.html", "report_files", "aggregate.json", "selection.json"}
+    {
+        *("grid.yaml", "grid.json", "report.md", "report.html", "report_files", "aggregate.json", "selection.json"),
+        "reading.md",  # a person's reading of the study (xaigan.report.reading)
+    }
 )
 
 GRID_KEYS = frozenset(
