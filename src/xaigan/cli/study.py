@@ -212,7 +212,7 @@ DEMO_GRID = {
         "tensorboard": False,
         "g_ema": 0.999,  # samples and scores from a moving average of G's weights: no speckle (docs/demo.md)
     },
-    "budgets": {"demo": {"epochs": DEMO_EPOCHS["bf16"]}},  # the machine's own: demo_epochs()
+    "budgets": {"demo": {}},  # epochs: the machine's own, set by cmd_demo (demo_epochs() or --epochs)
     "cells": {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}},
     "evaluation": {"n": 5000},
 }

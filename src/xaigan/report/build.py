@@ -16,7 +16,7 @@ from xaigan.experiments import aggregate, collect, load_grid
 from xaigan.experiments.record import evenly_spaced
 from xaigan.experiments.selection import apply_rule
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
-from xaigan.report.findings import findings
+from xaigan.report.findings import findings, late_compared
 from xaigan.report.plots import line_chart
 from xaigan.report.reading import load_reading, reading_markdown, reading_section_html
 from xaigan.rundir import RunDir
@@ -125,9 +125,9 @@ def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The late-FID table as strings (cells compared with a baseline only), in :data:`LATE_COLUMNS` order."""
     out = []
     for r in rows:
-        late, paired = r.get("late"), r.get("paired") or {}
-        if not late or late["n_pairs"] < 2:  # one pair tests nothing (the demo's single seed)
+        if not late_compared(r):
             continue
+        late, paired = r["late"], r.get("paired") or {}
         test = f"p={_fmt(late['p'], 3)} (Holm {_fmt(late.get('p_holm', math.nan), 3)}), "
         test += f"lower in {late['lower_in']}/{late['n_pairs']}"
         out.append(

@@ -91,10 +91,17 @@ def control_finding(row: dict[str, Any]) -> str | None:
     return text + f" Not significant: {of} cannot be told apart from its control at this number of seeds."
 
 
+def late_compared(row: dict[str, Any]) -> bool:
+    """Whether a row's late FIDs were compared with its baseline's: a paired check needs two pairs (one tests
+    nothing, as in the one-seed demo)."""
+    late = row.get("late")
+    return bool(late) and late["n_pairs"] >= 2
+
+
 def late_finding(rows: list[dict[str, Any]]) -> str | None:
     """One sentence on the late-FID check (each run's last in-training evaluations averaged): each compared cell's
     paired change on it, and which differ after correction. None when no cell has it."""
-    late = [r for r in rows if r.get("late") and r["late"]["n_pairs"] >= 2 and math.isfinite(r["late"]["p"])]
+    late = [r for r in rows if late_compared(r) and math.isfinite(r["late"]["p"])]
     if not late:
         return None
     parts = ", ".join(
