@@ -388,6 +388,34 @@ def test_late_fid_section_needs_two_paired_seeds(tmp_path):
     assert 'id="late"' not in html_path.read_text()
 
 
+def test_late_fids_are_compared_only_over_the_same_part_of_training(tmp_path):
+    """At equal steps on less data (fmnist-efficiency-steps) a cell's last evaluations begin at 90% of its training
+    and its baseline's at 15%: their means are no like-for-like check, so that cell is left out and the finding says
+    why; a cell whose window matches its baseline's (lime) is still compared."""
+    out = fake_grid_output(tmp_path / "grid")
+    for cell in FIDS:
+        for seed in range(3):
+            run = out / cell / f"seed_{seed}"
+            summary = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps({**summary, "steps": 100 if cell == "saliency" else 20}))
+            if cell == "saliency":  # the two evaluations at steps 90 and 100 of 100 (the others': 3 and 13 of 20)
+                lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+                lines = [{**m, "step": 90 + 10 * m["epoch"]} if "fid" in m else m for m in lines]
+                (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    md = build_report(out)[0].read_text()
+    rows = {r["cell"]: r for r in json.loads((out / "aggregate.json").read_text())}
+    assert "late" not in rows["saliency"]
+    assert rows["saliency"]["late_windows"] == {"pairs": 3, "cell": 0.9, "baseline": 0.15}
+    assert rows["lime"]["late"]["n_pairs"] == 3
+    section = md.split("## Late FID (robustness check)")[1].split("## Curves")[0]
+    assert "| lime |" in section and "| saliency |" not in section
+    findings = md.split("## Findings")[1].split("## Results")[0]
+    assert (
+        "Late FID left out where the windows differ: saliency (3 pairs: its last evaluations begin at 90% " in findings
+    )
+    assert "of its training, normal's at 15%)." in findings
+
+
 def test_late_fid_table_averages_the_last_in_training_evaluations(tmp_path):
     """Each fake run logs in-training FIDs fid + 10 and fid (two evaluations, fewer than 3: both averaged), so its
     late FID is fid + 5; the table's paired change and t-test are checked against scipy on those numbers."""

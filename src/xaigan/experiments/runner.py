@@ -153,21 +153,26 @@ def collect(spec: RunSpec) -> dict[str, Any]:
     ``(epoch, seconds, guided)``, guided when it logged xAI stats, so that a cell whose guidance starts mid-run is
     timed per phase; ``late_fid``: the mean of the last :data:`LATE_EVALS` in-training FIDs, or of as many as there
     are, None without any; ``late_extractor``: the weights hash they were scored with, None where older runs did not
-    log it, ``"mixed"`` where they were scored with several)."""
+    log it, ``"mixed"`` where they were scored with several; ``late_from``: the fraction of the run's steps done at
+    the first of them, None where the run did not log steps)."""
     run = RunDir(spec.run_dir)
     metrics = run.read_metrics()
     steps = [m for m in metrics if isinstance(m.get("sec_per_step"), (int, float))]
     times = [m["sec_per_step"] for m in steps]
     late = [m for m in metrics if isinstance(m.get("fid"), (int, float))][-LATE_EVALS:]
     scored_by = {m.get("extractor") for m in late}
+    summary = run.read_summary()
+    total = summary.get("steps")
+    late_from = float(late[0]["step"]) / total if late and isinstance(late[0].get("step"), int) and total else None
     return {
         "cell": spec.cell,
         "seed": spec.seed,
         "run_dir": str(run.path),
-        "summary": run.read_summary(),
+        "summary": summary,
         "eval": run.read_eval(),
         "step_median": float(statistics.median(times)) if times else None,
         "step_times": [(int(m.get("epoch", 0)), float(m["sec_per_step"]), "xai_explained" in m) for m in steps],
         "late_fid": float(statistics.fmean(float(m["fid"]) for m in late)) if late else None,
         "late_extractor": (scored_by.pop() if len(scored_by) == 1 else "mixed") if late else None,
+        "late_from": late_from,
     }

@@ -100,10 +100,18 @@ def late_compared(row: dict[str, Any]) -> bool:
 
 def late_finding(rows: list[dict[str, Any]]) -> str | None:
     """One sentence on the late-FID check (each run's last in-training evaluations averaged): each compared cell's
-    paired change on it, and which differ after correction. None when no cell has it."""
+    paired change on it, and which differ after correction; and which cells it could not compare, because their
+    late evaluations cover another part of training than their baseline's. None when no cell has either."""
     late = [r for r in rows if late_compared(r) and math.isfinite(r["late"]["p"])]
+    apart = [r for r in rows if r.get("late_windows")]
+    skipped = "; ".join(
+        f"{r['cell']} ({r['late_windows']['pairs']} pairs: its last evaluations begin at "
+        f"{r['late_windows']['cell']:.0%} of its training, {r['baseline']}'s at {r['late_windows']['baseline']:.0%})"
+        for r in apart
+    )
+    skipped = f"Late FID left out where the windows differ: {skipped}." if apart else ""
     if not late:
-        return None
+        return skipped or None
     parts = ", ".join(
         f"{r['cell']} {_pct(r['late']['diff_pct'])} (p = {r['late']['p']:.2g}, lower in "
         f"{r['late']['lower_in']}/{r['late']['n_pairs']})"
@@ -113,7 +121,7 @@ def late_finding(rows: list[dict[str, Any]]) -> str | None:
     verdict = ", ".join(significant) if significant else "none"
     return (
         f"Late FID (robustness check: the mean of each run's last in-training evaluations, paired against the "
-        f"baseline): {parts}. Significant after Holm's correction: {verdict}."
+        f"baseline): {parts}. Significant after Holm's correction: {verdict}." + (f" {skipped}" if skipped else "")
     )
 
 
