@@ -43,10 +43,5 @@ study fmnist-efficiency-mlp
 # fmnist35-ema-dose no longer copies fmnist35-ema-controls' normal and saliency-flat runs: those were scored with
 # the extractor lost on 2026-12-04 (cac9d42d77ca96c8), every new run with the shipped one (docs/studies.md)
 study fmnist35-ema-dose
-# the DCGAN's equal-steps cell: 3 runs of 11,000 fp32 DCGAN steps, ~4.4 h of one core each (~6.5 h of both cores with
-# three workers), longer than any session on a fresh machine, whose run folders (checkpoints) do not survive it: only
-# where a GPU is lent (~10 min, scripts/device_study.sh) or with DCGAN_ON_CPU=1 on a machine that keeps runs/
-if [ -n "${DCGAN_ON_CPU:-}" ]; then
-    study fmnist-efficiency --cells saliency-20-steps --workers 3
-fi
+# the DCGAN's equal-steps grid (fmnist-efficiency-steps) ran on a lent GPU (scripts/device_study.sh): done
 echo "== done $(date -u +%FT%TZ)"
