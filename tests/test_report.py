@@ -416,6 +416,16 @@ def test_late_fids_are_compared_only_over_the_same_part_of_training(tmp_path):
     assert "of its training, normal's at 15%)." in findings
 
 
+def test_late_window_finding_counts_a_single_pair_in_the_singular():
+    from xaigan.report.findings import late_finding
+
+    row = {"cell": "steps", "baseline": "normal", "late_windows": {"pairs": 1, "cell": 0.9, "baseline": 0.5}}
+    assert late_finding([row]) == (
+        "Late FID left out where the windows differ: steps (1 pair: its last evaluations begin at 90% of its "
+        "training, normal's at 50%)."
+    )
+
+
 def test_late_fid_table_averages_the_last_in_training_evaluations(tmp_path):
     """Each fake run logs in-training FIDs fid + 10 and fid (two evaluations, fewer than 3: both averaged), so its
     late FID is fid + 5; the table's paired change and t-test are checked against scipy on those numbers."""

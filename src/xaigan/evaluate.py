@@ -6,6 +6,7 @@ to a feature extractor; real statistics are cached by content (see :mod:`xaigan.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from torch import nn
 from xaigan import data as data_mod
 from xaigan import metrics, models
 from xaigan.config import Config
-from xaigan.io import UnreadableFileError, to_uint8
+from xaigan.io import UnreadableFileError, atomic_write_text, to_uint8
 from xaigan.metrics.features import FeatureExtractor
 from xaigan.registry import Registry
 from xaigan.rundir import BEST, LAST, RunDir
@@ -264,6 +265,57 @@ def evaluate_run(
     result = evaluator.score_generator(G, n, cfg.noise_dim, seed)
     result.update(run=str(run.path), checkpoint=checkpoint)
     run.write_eval(result)
+    return result
+
+
+def copying_run(
+    run_dir: str | Path | RunDir,
+    *,
+    n: int = 10000,
+    features: str = "domain",
+    checkpoint: str = LAST,
+    inception_weights: str | None = None,
+    seed: int = 0,
+    cells: int = 20,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """The data-copying test (:mod:`xaigan.metrics.copying`) of a run's checkpoint: ``n`` samples against the images
+    it trained on, with up to ``n`` images of the same data it never saw as the fresh sample, in the feature space
+    of ``features``; writes ``copying.json`` (atomically) into the run folder."""
+    run = RunDir(run_dir)
+    G, cfg = load_generator(run, checkpoint)
+    where = pick_device(cfg.device) if device is None else torch.device(device)
+    kwargs: dict[str, Any] = dict(
+        data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
+    )
+    train = data_mod.load(cfg.dataset, download=False, **kwargs)
+    recorded = run.read_data_meta().get("content_sha256")
+    if recorded and recorded != train.meta["content_sha256"]:
+        raise ValueError(f"{run.path}: its training images are not the ones it recorded (data.json): data changed")
+    heldout = data_mod.load_heldout(cfg.dataset, **kwargs)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(heldout))[:n])
+    extractor, info = PROVIDERS[features].provide(
+        ExtractorRequest(cfg.dataset, cfg.data_dir, where, 0, inception_weights)
+    )
+    result = metrics.copying.copying_test(
+        extractor(train.images),
+        extractor(heldout.images[torch.from_numpy(pick)]),
+        extractor(generate_uint8(G.to(where), n, cfg.noise_dim, seed)),
+        cells=min(cells, len(train)),
+        seed=seed,
+    )
+    result.update(
+        run=str(run.path),
+        checkpoint=checkpoint,
+        noise_seed=seed,
+        extractor={**info, **extractor.meta},
+        heldout={
+            "split": heldout.meta["split"],
+            "n_total": len(heldout),
+            "content_sha256": heldout.meta["content_sha256"],
+        },
+    )
+    atomic_write_text(run.copying_path, json.dumps(result, indent=2))
     return result
 
 

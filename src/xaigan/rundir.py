@@ -129,6 +129,10 @@ class RunDir:
         return self.path / self.EVAL
 
     @property
+    def copying_path(self) -> Path:
+        return self.path / "copying.json"
+
+    @property
     def summary_path(self) -> Path:
         return self.path / self.SUMMARY
 

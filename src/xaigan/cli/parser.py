@@ -83,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", help="where to generate and extract features (default: the run's device)")
     ev.set_defaults(func=study.cmd_evaluate)
 
+    cp = sub.add_parser(
+        "copying",
+        help="data-copying test: do a run's samples lie closer to its training images than unseen ones do?",
+        formatter_class=fmt,
+    )
+    cp.add_argument("runs", nargs="+", help="run folders (trained on a fraction of their data, or its train split)")
+    cp.add_argument("--n", type=int, default=10000, help="generated samples (and held-out images, at most)")
+    cp.add_argument("--cells", type=int, default=20, help="k-means cells of the training images")
+    cp.add_argument("--features", choices=feature_names(), default="domain", help="feature extractor")
+    cp.add_argument("--checkpoint", default=LAST, help="checkpoint file name in the run")
+    cp.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth")
+    cp.add_argument("--seed", type=int, default=0, help="noise seed, held-out draw and k-means seed")
+    cp.add_argument("--device", help="where to generate and extract features (default: the run's device)")
+    cp.set_defaults(func=study.cmd_copying)
+
     rep = sub.add_parser(
         "reproduce", help="run a grid of cells x seeds, evaluate every run, write the report", formatter_class=fmt
     )

@@ -52,6 +52,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_copying(args: argparse.Namespace) -> int:
+    from xaigan.evaluate import copying_run
+
+    print("| run | C_T | Z_U | cells tested | near copies | median NN distance (generated / held-out) |")
+    print("|---|---|---|---|---|---|")
+    for path in args.runs:
+        r = copying_run(
+            Path(path),
+            n=args.n,
+            features=args.features,
+            checkpoint=args.checkpoint,
+            inception_weights=args.inception_weights,
+            seed=args.seed,
+            cells=args.cells,
+            device=args.device,
+        )
+        print(
+            f"| {path} | {r['c_t']:.2f} | {r['z_u']:.2f} | {r['cells_tested']}/{r['cells']} | {r['near_copies']:.4f} "
+            f"| {r['median_distance_generated']:.3g} / {r['median_distance_heldout']:.3g} |"
+        )
+    print("C_T, Z_U < 0: samples closer to the training images than unseen images are (copying); > 0: farther")
+    return 0
+
+
 def _seeds(args: argparse.Namespace, grid: Any) -> list[int]:
     if args.seeds is not None:
         return list(range(args.seeds))

@@ -30,6 +30,7 @@ __all__ = [
     "home",
     "is_known",
     "load",
+    "load_heldout",
     "resolve",
     "to_float",
 ]
@@ -143,3 +144,34 @@ def load(
     data = ImageData(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), meta)
     meta["content_sha256"] = content_hash(data.images)
     return data
+
+
+def load_heldout(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    split: str = "all",
+    fraction: float = 1.0,
+    subset: str = "random",
+    seed: int = 0,
+    download: bool = False,
+) -> ImageData:
+    """The images of ``name`` that :func:`load` with the same arguments leaves out: the rest of the split when it
+    takes a fraction, the test split when it takes all of the train split. ValueError when it takes everything."""
+    if fraction < 1.0:
+        full = load(name, data_dir=data_dir, split=split, download=download)
+        out = np.ones(len(full), dtype=bool)
+        out[select_fraction(len(full), fraction, subset, seed)] = False
+        if out.any():
+            images, labels = full.images[torch.from_numpy(out)], full.labels[torch.from_numpy(out)]
+            meta = {**full.meta, "n": int(out.sum()), "heldout_of": {"fraction": fraction, "subset": subset}}
+            meta.update(subset_seed=seed if subset == "random" else None, content_sha256=content_hash(images))
+            return ImageData(images, labels, meta)
+    elif split == "train":
+        test = load(name, data_dir=data_dir, split="test", download=download)
+        if test.meta["split"] == "test":  # an offline subset or a folder has no test split: its "test" is all
+            return test
+    raise ValueError(
+        f"{name} ({split} split, fraction {fraction}) leaves no image out: nothing held out to compare with "
+        "(train on a fraction, or on the train split, to keep fresh images)"
+    )

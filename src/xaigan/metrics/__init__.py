@@ -12,7 +12,7 @@ Typical use::
     metrics.precision_recall(real["features"], fake, k=3)
 """
 
-from . import cache, distances, domain, features, inception
+from . import cache, copying, distances, domain, features, inception
 from .cache import atomic_write, content_hash, real_statistics
 from .distances import (
     density_coverage,
@@ -30,6 +30,7 @@ from .inception import MissingWeightsError, WeightsMismatchError, download_fid_w
 
 __all__ = [
     "cache",
+    "copying",
     "distances",
     "domain",
     "features",

@@ -98,6 +98,10 @@ def late_compared(row: dict[str, Any]) -> bool:
     return bool(late) and late["n_pairs"] >= 2
 
 
+def _pairs(n: int) -> str:
+    return f"{n} pair{'s' if n != 1 else ''}"
+
+
 def late_finding(rows: list[dict[str, Any]]) -> str | None:
     """One sentence on the late-FID check (each run's last in-training evaluations averaged): each compared cell's
     paired change on it, and which differ after correction; and which cells it could not compare, because their
@@ -105,7 +109,7 @@ def late_finding(rows: list[dict[str, Any]]) -> str | None:
     late = [r for r in rows if late_compared(r) and math.isfinite(r["late"]["p"])]
     apart = [r for r in rows if r.get("late_windows")]
     skipped = "; ".join(
-        f"{r['cell']} ({r['late_windows']['pairs']} pairs: its last evaluations begin at "
+        f"{r['cell']} ({_pairs(r['late_windows']['pairs'])}: its last evaluations begin at "
         f"{r['late_windows']['cell']:.0%} of its training, {r['baseline']}'s at {r['late_windows']['baseline']:.0%})"
         for r in apart
     )
