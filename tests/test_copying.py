@@ -108,4 +108,4 @@ def test_copying_command_on_a_trained_run(tmp_path):
     proc = subprocess.run(cli, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("xaigan: error: ") and "leaves no image out" in proc.stderr
-    assert not (tmp_path / "all" / "copying.json").exists()
+    assert proc.stdout == "" and not (tmp_path / "all" / "copying.json").exists()

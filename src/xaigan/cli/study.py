@@ -55,9 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_copying(args: argparse.Namespace) -> int:
     from xaigan.evaluate import copying_run
 
-    print("| run | C_T | Z_U | cells tested | near copies | median NN distance (generated / held-out) |")
-    print("|---|---|---|---|---|---|")
-    for path in args.runs:
+    for i, path in enumerate(args.runs):
         r = copying_run(
             Path(path),
             n=args.n,
@@ -68,6 +66,9 @@ def cmd_copying(args: argparse.Namespace) -> int:
             cells=args.cells,
             device=args.device,
         )
+        if i == 0:  # after the first result: a run that cannot be tested fails with its error line alone
+            print("| run | C_T | Z_U | cells tested | near copies | median NN distance (generated / held-out) |")
+            print("|---|---|---|---|---|---|")
         print(
             f"| {path} | {r['c_t']:.2f} | {r['z_u']:.2f} | {r['cells_tested']}/{r['cells']} | {r['near_copies']:.4f} "
             f"| {r['median_distance_generated']:.3g} / {r['median_distance_heldout']:.3g} |"
