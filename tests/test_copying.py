@@ -30,6 +30,16 @@ def test_mann_whitney_z_matches_scipy(ties):
     assert np.sign(z) == np.sign(ref.statistic - len(gen) * len(held) / 2) == 1  # gen's distances are the larger
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_mann_whitney_z_is_a_rank_statistic(seed):
+    """Swapping the samples flips the sign; any strictly increasing map of the distances leaves it unchanged."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.exponential(1.0, rng.integers(5, 60)), rng.exponential(1.3, rng.integers(5, 60))
+    z = mann_whitney_z(a, b)
+    assert mann_whitney_z(b, a) == pytest.approx(-z, abs=1e-12)
+    assert mann_whitney_z(np.log(a) * 3 + 7, np.log(b) * 3 + 7) == pytest.approx(z, abs=1e-12)
+
+
 def test_nearest_matches_brute_force():
     rng = np.random.default_rng(1)
     x, ref = rng.normal(size=(130, 6)), rng.normal(size=(70, 6))
