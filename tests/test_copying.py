@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import cdist
 
-from tests.conftest import write_image_folder
+from tests.conftest import write_idx_dataset, write_image_folder
 from xaigan import config as cfg_mod
 from xaigan import data as data_mod
 from xaigan.evaluate import copying_run
@@ -100,6 +100,14 @@ def test_heldout_images_are_exactly_those_a_fraction_leaves_out(tmp_path):
     assert not {tuple(r.tolist()) for r in kept} & {tuple(r.tolist()) for r in held}
     with pytest.raises(ValueError, match="leaves no image out"):
         data_mod.load_heldout(name)
+
+
+def test_a_run_on_all_of_the_train_split_is_held_out_against_the_test_split(tmp_path):
+    written = write_idx_dataset(tmp_path, n_train=30, n_test=12)
+    held = data_mod.load_heldout("fashion-mnist", data_dir=str(tmp_path), split="train")
+    assert held.meta["split"] == "test" and len(held) == 12
+    expected = data_mod.resize_uint8(written["t10k"][0][:, None], 32)
+    np.testing.assert_array_equal(held.images.numpy(), expected)
 
 
 def test_copying_command_on_a_trained_run(tmp_path):
