@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,143 +15,11 @@ from xaigan.experiments import aggregate, collect, load_grid
 from xaigan.experiments.record import evenly_spaced
 from xaigan.experiments.selection import apply_rule
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
-from xaigan.report.findings import findings, late_compared
+from xaigan.report.findings import findings
 from xaigan.report.plots import line_chart
 from xaigan.report.reading import load_reading, reading_markdown, reading_section_html
+from xaigan.report.tables import LATE_COLUMNS, LATE_NOTE, html_table, late_rows, md_table, md_text, results_table
 from xaigan.rundir import RunDir
-
-COLUMNS = (
-    "cell",
-    "xAI",
-    "DiffAug",
-    "data",
-    "seeds",
-    "FID mean ± std",
-    "95% CI",
-    "ΔFID vs base (paired, 95% CI)",
-    "paired t-test",
-    "Wilcoxon",
-    "detectable Δ",
-    "KID",
-    "prec.",
-    "recall",
-    "coverage",
-    "recognised",
-    "step time",
-    "original repo FID",
-)
-
-
-# Columns that only some grids fill (augmentation cells, cells with a result from the original authors): a report
-# leaves them out when no row has a value, so the table shows what the grid compared and nothing else.
-OPTIONAL_COLUMNS = ("DiffAug", "original repo FID")
-
-
-def results_table(rows: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
-    """The aggregate table's columns and rows, without the optional columns that no row fills."""
-    table = table_rows(rows)
-    keep = [i for i, name in enumerate(COLUMNS) if name not in OPTIONAL_COLUMNS or any(row[i] != "–" for row in table)]
-    return tuple(COLUMNS[i] for i in keep), [[row[i] for i in keep] for row in table]
-
-
-def _fmt(value: float, digits: int = 2) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _sig(value: float) -> str:
-    """Four significant digits: KID's scale depends on the extractor (~1e-2 Inception, ~1e1 domain features)."""
-    return "–" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
-
-def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """The aggregate table as strings, one list per cell, in :data:`COLUMNS` order."""
-    out = []
-    for r in rows:
-        paired = r.get("paired") or {}
-        test = wilcoxon = detectable = "–"
-        change = "(baseline)" if r["baseline"] is None else "–"
-        if paired.get("n_pairs"):
-            change = f"{paired['diff_pct']:+.1f}% ± {_fmt(paired['diff_pct_ci95'], 1)} vs {r['baseline']}"
-            test = f"p={_fmt(paired['p'], 3)} (Holm {_fmt(paired.get('p_holm', math.nan), 3)}), "
-            test += f"lower in {paired['lower_in']}/{paired['n_pairs']}"
-            wilcoxon = f"p={_fmt(paired['wilcoxon_p'], 3)}"
-            detectable = f"±{_fmt(paired['mde_pct'], 1)}%" if math.isfinite(paired["mde_pct"]) else "–"
-        is_base = r["baseline"] is None
-        ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else ("1×" if is_base else "–")
-        ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
-        guided = (r.get("step_time") or {}).get("guided")
-        if guided is not None:
-            ratio += f"; guided steps {_fmt(guided)}× ({_fmt(r['sec_per_guided_step'], 3)} s)"
-        flagged = (r.get("step_time") or {}).get("contaminated")
-        if flagged:
-            ratio += f" ⚠ contaminated: {', '.join(flagged)}"
-        original = r.get("original")
-        out.append(
-            [
-                r["cell"],
-                r["xai"],
-                r["diffaugment"] or "–",
-                f"{100 * r['fraction']:g}%",
-                str(r["n_seeds"]),
-                f"{_fmt(r['fid_mean'])} ± {_fmt(r['fid_std'])}",
-                f"± {_fmt(r['fid_ci95'])}",
-                change,
-                test,
-                wilcoxon,
-                detectable,
-                f"{_sig(r['kid_mean'])} ± {_sig(r['kid_std'])}",
-                _fmt(r["precision"], 3),
-                _fmt(r["recall"], 3),
-                _fmt(r.get("coverage", math.nan), 3),
-                f"{100 * r['confident']:.0f}%" if math.isfinite(r.get("confident", math.nan)) else "–",
-                ratio,
-                f"{original['fid']:g}*" if original else "–",
-            ]
-        )
-    return out
-
-
-LATE_COLUMNS = ("cell", "late FID mean", "Δ late FID vs base (paired, 95% CI)", "paired t-test", "Δ final FID")
-LATE_NOTE = (
-    "The final FID is one checkpoint's, and a GAN's FID swings from one evaluation to the next. Here each run's "
-    "late FID is the mean of its last 3 in-training evaluations (on the run's eval_n samples, fewer than the final "
-    "evaluation's, so higher in absolute value), compared as above: a check that a change does not hinge on the "
-    "last epoch. Exploratory unless a study's protocol names it."
-)
-
-
-def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """The late-FID table as strings (cells compared with a baseline only), in :data:`LATE_COLUMNS` order."""
-    out = []
-    for r in rows:
-        if not late_compared(r):
-            continue
-        late, paired = r["late"], r.get("paired") or {}
-        test = f"p={_fmt(late['p'], 3)} (Holm {_fmt(late.get('p_holm', math.nan), 3)}), "
-        test += f"lower in {late['lower_in']}/{late['n_pairs']}"
-        out.append(
-            [
-                r["cell"],
-                _fmt(r["late_fid_mean"]),
-                f"{late['diff_pct']:+.1f}% ± {_fmt(late['diff_pct_ci95'], 1)} vs {r['baseline']}",
-                test,
-                f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
-            ]
-        )
-    return out
-
-
-def _md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
-        "| " + " | ".join(_md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in rows
-    ]
-
-
-def _html_table(table_id: str, columns: tuple[str, ...], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
 
 # metrics.jsonl key -> (chart, suffix of the cell's line): G's own FID beside its weight average's (g_ema)
 _SERIES = {"fid": ("fid", ""), "fid_raw": ("fid", " (G itself)"), "g_loss": ("g_loss", ""), "d_loss": ("d_loss", "")}
@@ -198,11 +65,6 @@ def _asset_name(path: Path) -> str:
     return f"{path.parent.parent.parent.name}_{path.parent.parent.name}_{path.parent.name}_{path.name}"
 
 
-def _md_text(text: str) -> str:
-    """Text from run files (extractor ids, ...) shown as text by Markdown renderers that pass HTML through."""
-    return html.escape(text, quote=False)
-
-
 def _markdown(
     title: str,
     rows: list[dict[str, Any]],
@@ -213,12 +75,12 @@ def _markdown(
     preface: list[str] | None = None,
 ) -> str:
     lines = [f"# {title}", ""] + (preface or []) + ["## Findings", ""]
-    lines += [f"- {_md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
-    lines += [f"- {_md_text(n)}" for n in notes] + [""]
-    lines += _md_table(*results_table(rows))
+    lines += [f"- {md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
+    lines += [f"- {md_text(n)}" for n in notes] + [""]
+    lines += md_table(*results_table(rows))
     late = late_rows(rows)
     if late:
-        lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""] + _md_table(LATE_COLUMNS, late)
+        lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""] + md_table(LATE_COLUMNS, late)
     lines += ["", "## Curves", ""]
     lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
     for section, items in images.items():
@@ -247,7 +109,7 @@ def _html(
     late_html = ""
     if late:
         late_html = f"<h2>Late FID (robustness check)</h2><p>{html.escape(LATE_NOTE)}</p>"
-        late_html += _html_table("late", LATE_COLUMNS, late)
+        late_html += html_table("late", LATE_COLUMNS, late)
     figures = []
     for section, items in images.items():
         if not items:
@@ -274,7 +136,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 {preface}
 <h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
-{_html_table("results", *results_table(rows))}
+{html_table("results", *results_table(rows))}
 {late_html}
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
 {"".join(figures)}

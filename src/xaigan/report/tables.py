@@ -1,0 +1,146 @@
+"""The report's tables as strings: the aggregate table and the late-FID table, and their Markdown and HTML forms."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from xaigan.report.findings import late_compared
+
+COLUMNS = (
+    "cell",
+    "xAI",
+    "DiffAug",
+    "data",
+    "seeds",
+    "FID mean ± std",
+    "95% CI",
+    "ΔFID vs base (paired, 95% CI)",
+    "paired t-test",
+    "Wilcoxon",
+    "detectable Δ",
+    "KID",
+    "prec.",
+    "recall",
+    "coverage",
+    "recognised",
+    "step time",
+    "original repo FID",
+)
+
+
+# Columns that only some grids fill (augmentation cells, cells with a result from the original authors): a report
+# leaves them out when no row has a value, so the table shows what the grid compared and nothing else.
+OPTIONAL_COLUMNS = ("DiffAug", "original repo FID")
+
+
+def results_table(rows: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """The aggregate table's columns and rows, without the optional columns that no row fills."""
+    table = table_rows(rows)
+    keep = [i for i, name in enumerate(COLUMNS) if name not in OPTIONAL_COLUMNS or any(row[i] != "–" for row in table)]
+    return tuple(COLUMNS[i] for i in keep), [[row[i] for i in keep] for row in table]
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _sig(value: float) -> str:
+    """Four significant digits: KID's scale depends on the extractor (~1e-2 Inception, ~1e1 domain features)."""
+    return "–" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The aggregate table as strings, one list per cell, in :data:`COLUMNS` order."""
+    out = []
+    for r in rows:
+        paired = r.get("paired") or {}
+        test = wilcoxon = detectable = "–"
+        change = "(baseline)" if r["baseline"] is None else "–"
+        if paired.get("n_pairs"):
+            change = f"{paired['diff_pct']:+.1f}% ± {_fmt(paired['diff_pct_ci95'], 1)} vs {r['baseline']}"
+            test = f"p={_fmt(paired['p'], 3)} (Holm {_fmt(paired.get('p_holm', math.nan), 3)}), "
+            test += f"lower in {paired['lower_in']}/{paired['n_pairs']}"
+            wilcoxon = f"p={_fmt(paired['wilcoxon_p'], 3)}"
+            detectable = f"±{_fmt(paired['mde_pct'], 1)}%" if math.isfinite(paired["mde_pct"]) else "–"
+        is_base = r["baseline"] is None
+        ratio = f"{_fmt(r.get('step_time_ratio', math.nan))}×" if "step_time_ratio" in r else ("1×" if is_base else "–")
+        ratio += f" ({_fmt(r['sec_per_step'], 3)} s)"
+        guided = (r.get("step_time") or {}).get("guided")
+        if guided is not None:
+            ratio += f"; guided steps {_fmt(guided)}× ({_fmt(r['sec_per_guided_step'], 3)} s)"
+        flagged = (r.get("step_time") or {}).get("contaminated")
+        if flagged:
+            ratio += f" ⚠ contaminated: {', '.join(flagged)}"
+        original = r.get("original")
+        out.append(
+            [
+                r["cell"],
+                r["xai"],
+                r["diffaugment"] or "–",
+                f"{100 * r['fraction']:g}%",
+                str(r["n_seeds"]),
+                f"{_fmt(r['fid_mean'])} ± {_fmt(r['fid_std'])}",
+                f"± {_fmt(r['fid_ci95'])}",
+                change,
+                test,
+                wilcoxon,
+                detectable,
+                f"{_sig(r['kid_mean'])} ± {_sig(r['kid_std'])}",
+                _fmt(r["precision"], 3),
+                _fmt(r["recall"], 3),
+                _fmt(r.get("coverage", math.nan), 3),
+                f"{100 * r['confident']:.0f}%" if math.isfinite(r.get("confident", math.nan)) else "–",
+                ratio,
+                f"{original['fid']:g}*" if original else "–",
+            ]
+        )
+    return out
+
+
+LATE_COLUMNS = ("cell", "late FID mean", "Δ late FID vs base (paired, 95% CI)", "paired t-test", "Δ final FID")
+LATE_NOTE = (
+    "The final FID is one checkpoint's, and a GAN's FID swings from one evaluation to the next. Here each run's "
+    "late FID is the mean of its last 3 in-training evaluations (on the run's eval_n samples, fewer than the final "
+    "evaluation's, so higher in absolute value), compared as above: a check that a change does not hinge on the "
+    "last epoch. Exploratory unless a study's protocol names it."
+)
+
+
+def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The late-FID table as strings (cells compared with a baseline only), in :data:`LATE_COLUMNS` order."""
+    out = []
+    for r in rows:
+        if not late_compared(r):
+            continue
+        late, paired = r["late"], r.get("paired") or {}
+        test = f"p={_fmt(late['p'], 3)} (Holm {_fmt(late.get('p_holm', math.nan), 3)}), "
+        test += f"lower in {late['lower_in']}/{late['n_pairs']}"
+        out.append(
+            [
+                r["cell"],
+                _fmt(r["late_fid_mean"]),
+                f"{late['diff_pct']:+.1f}% ± {_fmt(late['diff_pct_ci95'], 1)} vs {r['baseline']}",
+                test,
+                f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
+            ]
+        )
+    return out
+
+
+def md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in rows
+    ]
+
+
+def html_table(table_id: str, columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def md_text(text: str) -> str:
+    """Text from run files (extractor ids, ...) shown as text by Markdown renderers that pass HTML through."""
+    return html.escape(text, quote=False)
