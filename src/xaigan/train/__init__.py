@@ -3,8 +3,9 @@
 from xaigan.train.checkpoint import rng_state, seed_everything, set_rng_state
 from xaigan.train.factory import DataChangedError, RunExistsError, build_guidance, from_config, resume
 from xaigan.train.logging import RunLogger
+from xaigan.train.signals import StopRequested
 from xaigan.train.step import gan_step, pick_device, pick_precision
-from xaigan.train.trainer import NonFiniteLossError, StopRequested, Trainer
+from xaigan.train.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "DataChangedError",

@@ -7,14 +7,12 @@ continue a run with :func:`xaigan.train.resume`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,51 +31,14 @@ from xaigan.train.distributed import Dist, GlobalNoise
 from xaigan.train.ema import WeightAverage
 from xaigan.train.figures import save_explanations
 from xaigan.train.logging import NullLogger, RunLogger
+from xaigan.train.signals import deferred_stop_signals
 from xaigan.train.step import Augment, gan_step, make_optimizers
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class StopRequested(Exception):
-    """A run was stopped by a signal (and checkpointed); raised by callers that drive several runs (grids)."""
-
-    def __init__(self, message: str, signal_name: str | None) -> None:
-        super().__init__(message)
-        self.signal_name = signal_name
-
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite: training stops there, the last good checkpoint is kept."""
-
-
-@contextlib.contextmanager
-def deferred_stop_signals() -> Iterator[list[int]]:
-    """Turn SIGINT/SIGTERM into a request to stop at the next step boundary (the list receives the signal).
-
-    A step interrupted half-way (D updated, G not; Adam's per-parameter loop cut short) cannot be resumed exactly,
-    so the first signal only asks; a second SIGINT interrupts at once (KeyboardInterrupt, no checkpoint: the
-    last epoch's stands). Outside the main thread signals cannot be handled and nothing changes.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def ask(signum: int, _frame: object) -> None:
-        if received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        received.append(signum)
-        log.warning("%s: stopping after this step (again to stop at once)", signal.Signals(signum).name)
-
-    # A signal the parent told us to ignore (``nohup``, a background job's SIGINT) stays ignored.
-    previous = {s: signal.signal(s, ask) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
-    try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 class Trainer:
