@@ -11,6 +11,11 @@ LEVEL = 0.05
 PAPER_GAIN = 0.23  # the paper's headline: up to 23% lower FID than the standard GAN
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def _pct(value: float) -> str:
     return f"{value:+.1f}%"
 
@@ -23,7 +28,7 @@ def cell_finding(row: dict[str, Any]) -> str | None:
     paired = row.get("paired")
     n = paired["n_pairs"] if paired else 0
     if n < 2 or not math.isfinite(paired["p"]):
-        return f"{row['cell']} vs {base}: {n} paired seed{'s' if n != 1 else ''} so far, too few to compare."
+        return f"{row['cell']} vs {base}: {_count(n, 'paired seed')} so far, too few to compare."
     pct, half = paired["diff_pct"], paired["diff_pct_ci95"]
     direction = "lower FID (better)" if pct < 0 else "higher FID (worse)"
     p_holm = paired.get("p_holm", paired["p"])
@@ -76,7 +81,7 @@ def control_finding(row: dict[str, Any]) -> str | None:
         return None
     of, n = ctl["of"], ctl["n_pairs"]
     if n < 2 or not math.isfinite(ctl["p"]):
-        return f"{of} vs its control {row['cell']}: {n} paired seed{'s' if n != 1 else ''} so far, too few to compare."
+        return f"{of} vs its control {row['cell']}: {_count(n, 'paired seed')} so far, too few to compare."
     pct, half = ctl["diff_pct"], ctl["diff_pct_ci95"]
     p_holm = ctl.get("p_holm", ctl["p"])
     text = (
@@ -98,10 +103,6 @@ def late_compared(row: dict[str, Any]) -> bool:
     return bool(late) and late["n_pairs"] >= 2
 
 
-def _pairs(n: int) -> str:
-    return f"{n} pair{'s' if n != 1 else ''}"
-
-
 def late_finding(rows: list[dict[str, Any]]) -> str | None:
     """One sentence on the late-FID check (each run's last in-training evaluations averaged): each compared cell's
     paired change on it, and which differ after correction; and which cells it could not compare, because their
@@ -109,7 +110,7 @@ def late_finding(rows: list[dict[str, Any]]) -> str | None:
     late = [r for r in rows if late_compared(r) and math.isfinite(r["late"]["p"])]
     apart = [r for r in rows if r.get("late_windows")]
     skipped = "; ".join(
-        f"{r['cell']} ({_pairs(r['late_windows']['pairs'])}: its last evaluations begin at "
+        f"{r['cell']} ({_count(r['late_windows']['pairs'], 'pair')}: its last evaluations begin at "
         f"{r['late_windows']['cell']:.0%} of its training, {r['baseline']}'s at {r['late_windows']['baseline']:.0%})"
         for r in apart
     )
