@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from xaigan import data as data_mod
 from xaigan.evaluate import PROVIDERS, ExtractorRequest
 from xaigan.metrics.copying import copying_test
+from xaigan.report.tables import COPYING_COLUMNS, copying_row, md_table
 
 N = 10000
 
@@ -48,13 +49,7 @@ def main() -> None:
     extractor, _ = PROVIDERS["domain"].provide(ExtractorRequest("fashion-mnist"))
     t, p = extractor(train.images), extractor(fresh)
     results = {name: copying_test(t, p, extractor(images)) for name, images in cases.items()}
-    print("| generated set | C_T | Z_U | cells tested | near copies | median NN distance (generated / held-out) |")
-    print("|---|---|---|---|---|---|")
-    for name, r in results.items():
-        print(
-            f"| {name} | {r['c_t']:.2f} | {r['z_u']:.2f} | {r['cells_tested']}/{r['cells']} | {r['near_copies']:.4f} "
-            f"| {r['median_distance_generated']:.3g} / {r['median_distance_heldout']:.3g} |"
-        )
+    print("\n".join(md_table(("generated set", *COPYING_COLUMNS), [copying_row(k, r) for k, r in results.items()])))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"extractor": extractor.meta, "results": results}, f, indent=2)

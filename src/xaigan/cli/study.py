@@ -54,6 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_copying(args: argparse.Namespace) -> int:
     from xaigan.evaluate import copying_run
+    from xaigan.report.tables import COPYING_COLUMNS, copying_row, md_row, md_table
 
     for i, path in enumerate(args.runs):
         r = copying_run(
@@ -67,12 +68,8 @@ def cmd_copying(args: argparse.Namespace) -> int:
             device=args.device,
         )
         if i == 0:  # after the first result: a run that cannot be tested fails with its error line alone
-            print("| run | C_T | Z_U | cells tested | near copies | median NN distance (generated / held-out) |")
-            print("|---|---|---|---|---|---|")
-        print(
-            f"| {path} | {r['c_t']:.2f} | {r['z_u']:.2f} | {r['cells_tested']}/{r['cells']} | {r['near_copies']:.4f} "
-            f"| {r['median_distance_generated']:.3g} / {r['median_distance_heldout']:.3g} |"
-        )
+            print("\n".join(md_table(("run", *COPYING_COLUMNS), [])))
+        print(md_row(copying_row(path, r)))
     print("C_T, Z_U < 0: samples closer to the training images than unseen images are (copying); > 0: farther")
     return 0
 

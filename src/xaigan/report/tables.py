@@ -1,4 +1,5 @@
-"""The report's tables as strings: the aggregate table and the late-FID table, and their Markdown and HTML forms."""
+"""The report's tables as strings: the aggregate table and the late-FID table, and their Markdown and HTML forms;
+the data-copying table of ``xaigan copying``."""
 
 from __future__ import annotations
 
@@ -130,9 +131,11 @@ def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
-        "| " + " | ".join(md_text(c).replace("|", "\\|") for c in cells) + " |" for cells in rows
-    ]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [md_row(cells) for cells in rows]
+
+
+def md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(md_text(c).replace("|", "\\|") for c in cells) + " |"
 
 
 def html_table(table_id: str, columns: tuple[str, ...], rows: list[list[str]]) -> str:
@@ -144,3 +147,19 @@ def html_table(table_id: str, columns: tuple[str, ...], rows: list[list[str]]) -
 def md_text(text: str) -> str:
     """Text from run files (extractor ids, ...) shown as text by Markdown renderers that pass HTML through."""
     return html.escape(text, quote=False)
+
+
+COPYING_COLUMNS = ("C_T", "Z_U", "cells tested", "near copies", "median NN distance (generated / held-out)")
+
+
+def copying_row(name: str, r: dict[str, Any]) -> list[str]:
+    """One result of the data-copying test (:func:`xaigan.metrics.copying.copying_test`) in :data:`COPYING_COLUMNS`
+    order, after ``name``."""
+    return [
+        name,
+        f"{r['c_t']:.2f}",
+        f"{r['z_u']:.2f}",
+        f"{r['cells_tested']}/{r['cells']}",
+        f"{r['near_copies']:.4f}",
+        f"{r['median_distance_generated']:.3g} / {r['median_distance_heldout']:.3g}",
+    ]
