@@ -126,7 +126,7 @@ def test_report_compares_each_control_with_the_cell_it_controls(tmp_path):
     )
     assert expected in findings
     assert f"paired t-test p = {p:.3g}, Holm-adjusted over the grid's controls {p:.3g}; lower FID in 3 of 3" in findings
-    assert ("Significant: saliency gains" in findings) == (p < 0.05)
+    assert ("Significant: saliency does better than its control (lime)." in findings) == (p < 0.05)
     spec["controls"] = {"lime": "lime"}
     (out / "grid.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match="must name two different cells"):

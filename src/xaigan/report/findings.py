@@ -90,7 +90,7 @@ def control_finding(row: dict[str, Any]) -> str | None:
         f"Holm-adjusted over the grid's controls {p_holm:.3g}; lower FID in {ctl['lower_in']} of {n} seeds."
     )
     if p_holm < LEVEL and pct < 0:
-        return text + f" Significant: {of} gains from what its control removes."
+        return text + f" Significant: {of} does better than its control ({row['cell']})."
     if p_holm < LEVEL:
         return text + f" Significant: the control does better than {of}."
     return text + f" Not significant: {of} cannot be told apart from its control at this number of seeds."
