@@ -16,6 +16,7 @@ from scipy import stats
 from xaigan.io import save_image_grid
 from xaigan.report import build_report, line_chart
 from xaigan.report.build import curves, export_markdown
+from xaigan.report.reading import reading_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CELLS = {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}, "lime": {"xai": "lime"}}
@@ -527,6 +528,22 @@ def test_results_table_leaves_out_the_optional_columns_no_cell_fills(tmp_path):
     lime = next(r for r in results.splitlines() if r.startswith("| lime "))
     assert lime.strip("|").split("|")[-1].strip() == "1.353*"
     assert "* original repo FID: single unseeded runs" in md
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        ("FID is *higher* here", "FID is <em>higher</em> here"),
+        ("**firm** and *small*", "<strong>firm</strong> and <em>small</em>"),
+        ("2 * 3 * 4 and a*b*c stay", "2 * 3 * 4 and a*b*c stay"),
+        ("`x *y* **z**` is code", "<code>x *y* **z**</code> is code"),
+        ("*<b>*", "<em>&lt;b&gt;</em>"),
+    ],
+)
+def test_a_reading_renders_italic_as_markdown_does_and_leaves_code_and_arithmetic_alone(markdown, expected):
+    """Single stars touching text are italic (as CommonMark renders them); inside code spans and around spaced
+    or intra-word stars nothing changes; HTML stays escaped."""
+    assert reading_html(markdown) == f"<p>{expected}</p>"
 
 
 def test_a_reading_in_the_record_comes_first_and_says_when_the_record_has_grown(tmp_path):

@@ -14,9 +14,11 @@ from pathlib import Path
 
 READING = "reading.md"
 _WRITTEN_FOR = re.compile(r"^\s*<!--\s*written for (\d+) runs\s*-->\s*\n?")
-_INLINE = [
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
+_CODE = re.compile(r"`([^`]+)`")
+_EMPHASIS = [
     (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
+    # One star on each side, touching the text: "2 * 3" and "a*b" stay as they are.
+    (re.compile(r"(?<![*\w])\*(?=\S)([^*]+?)(?<=\S)\*(?![*\w])"), r"<em>\1</em>"),
 ]
 
 
@@ -48,15 +50,23 @@ def stale_note(reading: Reading, n_runs: int) -> str | None:
     )
 
 
-def _inline(text: str) -> str:
+def _emphasis(text: str) -> str:
     out = html.escape(text, quote=False)
-    for pattern, repl in _INLINE:
+    for pattern, repl in _EMPHASIS:
         out = pattern.sub(repl, out)
     return out
 
 
+def _inline(text: str) -> str:
+    """Code spans verbatim (escaped), bold and italic outside them."""
+    parts = _CODE.split(text)  # even indices: prose; odd: the insides of code spans
+    return "".join(
+        f"<code>{html.escape(part, quote=False)}</code>" if i % 2 else _emphasis(part) for i, part in enumerate(parts)
+    )
+
+
 def reading_html(text: str) -> str:
-    """The reading's paragraphs and ``- `` bullet lists as HTML (code spans and bold kept; everything else escaped)."""
+    """The reading's paragraphs and ``- `` bullet lists as HTML (code, bold and italic kept; the rest escaped)."""
     blocks = []
     for block in re.split(r"\n\s*\n", text.strip()):
         lines = block.splitlines()
