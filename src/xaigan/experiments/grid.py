@@ -28,7 +28,21 @@ GRID_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a grid: a cell under one seed, with its fully resolved config and run folder."""
+    """One run of a grid: a cell under one seed, with its fully resolved config and run folder.
+
+    Args:
+        cell: the cell's name.
+        seed: the run's seed.
+        cfg: the cell's config under the chosen budget, with this seed.
+        run_dir: the run folder, ``OUT/CELL/seed_SEED``.
+
+    Example:
+        >>> from pathlib import Path
+        >>> grid = load_grid("configs/study/fmnist35-powered.yaml")
+        >>> spec = grid.runs(Path("runs/fmnist35-powered"), "paper", [0])[1]
+        >>> spec.cell, spec.seed, spec.run_dir.as_posix(), spec.cfg.xai
+        ('saliency', 0, 'runs/fmnist35-powered/saliency/seed_0', 'saliency')
+    """
 
     cell: str
     seed: int
@@ -38,7 +52,28 @@ class RunSpec:
 
 @dataclass
 class Grid:
-    """A parsed grid file."""
+    """A parsed grid file (:func:`load_grid`): a base config, cells of overrides, named budgets, and how the cells
+    are compared.
+
+    Args:
+        name: the grid's name (the default output folder's).
+        base: config keys every cell starts from.
+        cells: cell name -> config overrides.
+        budgets: budget name -> config overrides (e.g. ``{"paper": {"epochs": 50}}``).
+        evaluation: ``n``, ``features`` and ``reference`` of the final evaluation.
+        compare: cell -> the cell it is compared with, where not its xai-none baseline.
+        controls: control cell -> the cell it controls (same seeds).
+        original: cell -> the original authors' numbers, for the report.
+        description: one line for the report.
+        seeds: the seeds the grid was designed for, or None.
+        select: a screening grid's selection rule, or None.
+        path: the file it was read from.
+
+    Example:
+        >>> grid = load_grid("configs/study/fmnist35-powered.yaml")
+        >>> list(grid.cells), grid.baseline("saliency")
+        (['normal', 'saliency', 'saliency-selected'], 'normal')
+    """
 
     name: str
     base: dict[str, Any]
@@ -100,7 +135,23 @@ class Grid:
 
 
 def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid file; every cell must resolve to a valid config."""
+    """Read and check a grid file; every cell must resolve to a valid config.
+
+    Args:
+        path: a YAML grid file (``configs/study/*.yaml``).
+
+    Returns:
+        The grid.
+
+    Raises:
+        xaigan.config.ConfigError: an unknown key, a malformed table, a reserved or invalid name, a cell that does
+            not resolve to a valid config, or a comparison that names a missing cell.
+
+    Example:
+        >>> grid = load_grid("configs/study/fmnist35-powered.yaml")
+        >>> grid.name, grid.seeds
+        ('fmnist35-powered', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
     path = Path(path)
     raw = config_mod.load_yaml(path)
     unknown = sorted(set(raw) - GRID_KEYS)

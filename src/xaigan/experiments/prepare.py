@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from xaigan import train
 from xaigan.config import Config
@@ -20,7 +22,26 @@ def prepare_run(
     dist: Dist | None = None,
 ) -> train.Trainer:
     """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
-    with per-epoch evaluation attached when ``eval_every`` asks for it (shared by a distributed run's ranks)."""
+    with per-epoch evaluation attached when ``eval_every`` asks for it (shared by a distributed run's ranks).
+
+    Args:
+        cfg: the run's config (None only with ``resume``).
+        run_dir: the run folder.
+        resume: continue the stopped run in ``run_dir`` (:func:`xaigan.train.resume`).
+        overwrite: replace a run the folder already holds.
+        dist: this process's rank in a distributed run, or None.
+
+    Returns:
+        The trainer; call ``fit()`` on it.
+
+    Raises:
+        ValueError: no ``cfg`` for a new run.
+
+    Example:
+        >>> from xaigan.config import Config
+        >>> trainer = prepare_run(Config(dataset="mnist", epochs=1, eval_every=1), "runs/mnist-evaluated")
+        >>> summary = trainer.fit()  # FID, KID, ... logged after every epoch
+    """
     if not resume and cfg is None:
         raise ValueError("prepare_run needs a config for a new run")
     if resume:
@@ -32,10 +53,11 @@ def prepare_run(
     return trainer
 
 
-def train_in_worker(cfg: dict, run_dir: str, threads: int) -> dict:
+def train_in_worker(cfg: dict, run_dir: str, threads: int, progress: Callable[[Any], None] | None = None) -> dict:
     """In a worker process (local pool or Ray task): train the run in ``run_dir`` to its end (or to a signal) from
     the folder's state when it starts: new, started again from scratch, or resumed from its last checkpoint (so a
-    retried task resumes). Returns the trainer's summary; a run already trained returns its summary."""
+    retried task resumes). ``progress``: where to send the run's progress (the parent shows it). Returns the
+    trainer's summary; a run already trained returns its summary."""
     import torch
 
     torch.set_num_threads(threads)
@@ -45,4 +67,5 @@ def train_in_worker(cfg: dict, run_dir: str, threads: int) -> dict:
         return {**run.read_summary(), "interrupted": False}
     trainer = prepare_run(Config.from_dict(cfg), run, resume=state == "partial", overwrite=state == "started")
     trainer.cfg.progress = False
+    trainer.progress_sink = progress
     return trainer.fit()

@@ -44,7 +44,33 @@ def run_grid(
     and evaluated here is recorded there. ``executor="ray"`` trains the runs as Ray tasks instead
     (:func:`xaigan.experiments.cluster.train_on_ray`, given ``ray_options``); runs that fail there are written to
     ``grid.json`` and raised as :class:`RunsFailedError` after every other run is finished, evaluated and recorded.
-    ``cells``: run only these cells (the grid file is still copied whole)."""
+    Finished runs are skipped and unfinished ones resumed, so the same call continues an interrupted grid.
+
+    Args:
+        grid: the grid (:func:`load_grid`).
+        out: the grid's output folder (one folder per cell, one per seed inside it).
+        budget: the name of one of the grid's budgets.
+        seeds: the seeds to run every cell with.
+        evaluate: score each trained run (FID, KID, ...).
+        progress: show progress bars.
+        workers: runs trained at once in separate processes, or ``"auto"``.
+        record: a folder of finished runs' small artefacts, or None.
+        executor: ``"local"``, or ``"ray"``.
+        ray_options: options of the Ray executor.
+        cells: run only these cells (the grid file is still copied whole).
+
+    Returns:
+        One record per run (:func:`collect`), in the grid's order, for :func:`aggregate`.
+
+    Raises:
+        xaigan.train.StopRequested: a run was stopped by a signal (it is checkpointed).
+        RunsFailedError: runs that failed on every try (Ray).
+
+    Example:
+        >>> grid = load_grid("configs/study/fmnist35-powered.yaml")
+        >>> records = run_grid(grid, "runs/fmnist35-powered", budget="paper", seeds=[0, 1], workers="auto")
+        >>> rows = aggregate(grid, records)
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
@@ -107,10 +133,12 @@ def run_grid(
                 todo, **(ray_options or {}), report=say, on_done=finish, progress=lambda i, n: ray_bar.update(1)
             )
     elif workers > 1 and len(todo) > 1:  # each run evaluated and recorded here as soon as its worker finishes it
-        train_parallel(todo, workers, report=say, on_done=finish)
+        train_parallel(todo, workers, report=say, on_done=finish, name=grid.name, progress=progress)
     lost = {(f["cell"], f["seed"]) for f in failed}
     records = []
-    bar = tqdm([s for s in specs if (s.cell, s.seed) not in lost], desc=grid.name, disable=not progress, unit="run")
+    left = [s for s in specs if (s.cell, s.seed) not in lost]
+    serial = any(RunDir(s.run_dir).state() in ("new", "started", "partial") for s in left)  # else nothing to show
+    bar = tqdm(left, desc=grid.name, disable=not (progress and serial), unit="run")
     for spec in bar:
         run = RunDir(spec.run_dir)
         state = run.state()
@@ -154,7 +182,19 @@ def collect(spec: RunSpec) -> dict[str, Any]:
     timed per phase; ``late_fid``: the mean of the last :data:`LATE_EVALS` in-training FIDs, or of as many as there
     are, None without any; ``late_extractor``: the weights hash they were scored with, None where older runs did not
     log it, ``"mixed"`` where they were scored with several; ``late_from``: the fraction of the run's steps done at
-    the first of them, None where the run did not log steps)."""
+    the first of them, None where the run did not log steps).
+
+    Args:
+        spec: a run of the grid, trained and evaluated.
+
+    Returns:
+        ``cell``, ``seed``, ``run_dir``, ``summary``, ``eval`` and the timing and late-FID keys above.
+
+    Example:
+        >>> from pathlib import Path
+        >>> grid = load_grid("configs/study/fmnist35-powered.yaml")
+        >>> records = [collect(spec) for spec in grid.runs(Path("results/fmnist35-powered"), "paper", [0])]
+    """
     run = RunDir(spec.run_dir)
     metrics = run.read_metrics()
     steps = [m for m in metrics if isinstance(m.get("sec_per_step"), (int, float))]

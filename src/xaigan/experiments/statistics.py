@@ -13,7 +13,19 @@ POWER = 0.8
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean, sample std (ddof=1) and the half-width of the Student-t confidence interval (nan for n < 2)."""
+    """Mean, sample std (ddof=1) and the half-width of the Student-t confidence interval (nan for n < 2).
+
+    Args:
+        values: the values (one per seed).
+        level: the confidence level.
+
+    Returns:
+        ``(mean, std, half_width)``; the interval is ``mean +- half_width``.
+
+    Example:
+        >>> [round(v, 3) for v in mean_ci([1.0, 2.0, 3.0])]
+        [2.0, 1.0, 2.484]
+    """
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
         return math.nan, math.nan, math.nan
@@ -26,7 +38,21 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
 
 def paired_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test on ``n`` pairs whose differences have standard deviation ``sd``,
-    when the true mean difference is ``effect`` (noncentral t; both tails)."""
+    when the true mean difference is ``effect`` (noncentral t; both tails).
+
+    Args:
+        effect: the true mean difference.
+        sd: the standard deviation of the paired differences.
+        n: the number of pairs.
+        alpha: the test's level.
+
+    Returns:
+        The probability of a significant result (nan if n < 2 or sd is 0).
+
+    Example:
+        >>> round(paired_power(1.0, 1.0, 10), 3)
+        0.803
+    """
     if n < 2 or not sd > 0:
         return math.nan
     df = n - 1
@@ -39,7 +65,21 @@ def paired_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> floa
 
 def min_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
     """The smallest true mean difference that the two-sided paired t-test on ``n`` pairs detects with probability
-    ``power`` at level ``alpha``, for differences with standard deviation ``sd`` (nan if n < 2 or sd is 0)."""
+    ``power`` at level ``alpha``, for differences with standard deviation ``sd`` (nan if n < 2 or sd is 0).
+
+    Args:
+        sd: the standard deviation of the paired differences.
+        n: the number of pairs.
+        alpha: the test's level.
+        power: the probability of detecting it.
+
+    Returns:
+        The minimal detectable effect, in the units of ``sd``'s values.
+
+    Example:
+        >>> round(min_detectable_effect(1.0, 10), 3)
+        0.996
+    """
     if n < 2 or not sd > 0:
         return math.nan
     hi = sd
@@ -54,7 +94,22 @@ def paired_test(a: dict[Any, float], b: dict[Any, float], level: float = 0.95) -
     Wilcoxon signed-rank test (two-sided), the effect size d_z, how many pairs ``a`` is lower in, the smallest
     difference the design detects with 80% power at the observed spread (``mde``), and the correlation ``r`` of
     ``a`` and ``b`` across the pairs (nan below three pairs; pairing narrows the interval only as far as r is above
-    0)."""
+    0).
+
+    Args:
+        a: value by pairing key (e.g. FID by seed) of one cell.
+        b: the same for the cell it is compared with.
+        level: the confidence level of the intervals.
+
+    Returns:
+        ``n_pairs``, ``lower_in``, ``mean_diff``, ``diff_ci95``, ``base_mean``, ``diff_pct``, ``diff_pct_ci95``,
+        ``t``, ``p``, ``wilcoxon_p``, ``d_z``, ``sd_diff``, ``mde``, ``mde_pct`` and ``r`` (nan where undefined).
+
+    Example:
+        >>> result = paired_test({0: 10.0, 1: 12.0, 2: 11.0}, {0: 11.0, 1: 12.5, 2: 12.0})
+        >>> result["n_pairs"], result["lower_in"], round(result["mean_diff"], 3)
+        (3, 3, -0.833)
+    """
     seeds = sorted(set(a) & set(b))
     xa = np.array([a[s] for s in seeds], dtype=np.float64)
     xb = np.array([b[s] for s in seeds], dtype=np.float64)
@@ -83,7 +138,18 @@ def paired_test(a: dict[Any, float], b: dict[Any, float], level: float = 0.95) -
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
     """Holm-Bonferroni adjusted p-values (family-wise error) for a family of tests; nan p-values are left out of
-    the family and stay nan."""
+    the family and stay nan.
+
+    Args:
+        pvalues: p-value by test name.
+
+    Returns:
+        The adjusted p-value by test name.
+
+    Example:
+        >>> {name: round(p, 3) for name, p in holm({"a": 0.01, "b": 0.04, "c": 0.03}).items()}
+        {'a': 0.03, 'b': 0.06, 'c': 0.06}
+    """
     finite = sorted((p, name) for name, p in pvalues.items() if math.isfinite(p))
     m = len(finite)
     out = {name: math.nan for name in pvalues}

@@ -34,9 +34,8 @@ class WorkerDiedError(RuntimeError):
 
 
 def auto_workers(cfgs: list[Config]) -> int:
-    """What measured fastest here: one single-threaded worker per core (2 workers finished 1.20x (fp32) and 1.24x
-    (bf16) the runs of one 2-thread process on 2 cores, ``docs/benchmarks.md``), at most one per run; 1 when any
-    run asks for a GPU, whose runs would share it."""
+    """What measured fastest here: one single-threaded worker per core (docs/benchmarks.md), at most one per run; 1
+    when any run asks for a GPU, whose runs would share it."""
     from xaigan.train.step import pick_device
 
     if not cfgs or any(pick_device(c.device).type != "cpu" for c in cfgs):
@@ -54,13 +53,19 @@ ORPHAN_POLL_S = 0.5
 ORPHAN_GRACE_S = 300.0  # after SIGTERM, time to finish a step, an evaluation and the checkpoint before a hard exit
 
 
-def _init_worker(parent: int) -> None:
-    """Worker initializer: watch the parent, and give tqdm a thread lock. Its default also creates a
-    multiprocessing lock, which shares nothing here (each spawned worker makes its own) and which a worker leaving
-    by ``os._exit`` (stopped, orphaned) never frees, so the stopped grid ended with a resource_tracker warning."""
+_PROGRESS: Any = None  # the queue this worker sends its runs' progress to (the parent draws it)
+
+
+def _init_worker(parent: int, progress: Any = None) -> None:
+    """Worker initializer: watch the parent, keep the progress queue, and give tqdm a thread lock. Its default also
+    creates a multiprocessing lock, which shares nothing here (each spawned worker makes its own) and which a worker
+    leaving by ``os._exit`` (stopped, orphaned) never frees, so the stopped grid ended with a resource_tracker
+    warning."""
+    global _PROGRESS
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
+    _PROGRESS = progress
     _watch_parent(parent)
 
 
@@ -98,8 +103,15 @@ def _train(cfg: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
     if _orphaned() or _stopped:  # a run queued before the parent died or the stop: left for the next invocation
         os._exit(1)
     _busy.set()
+    sink = None
+    if _PROGRESS is not None:
+        channel = _PROGRESS
+
+        def sink(p: Any) -> None:
+            channel.put((run_dir, p))
+
     try:
-        summary = train_in_worker(cfg, run_dir, threads)
+        summary = train_in_worker(cfg, run_dir, threads, sink)
         _stopped = bool(summary.get("interrupted"))
         return summary
     finally:
@@ -107,18 +119,33 @@ def _train(cfg: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
 
 
 def train_parallel(
-    todo: list[tuple[RunSpec, str]], workers: int, report: Any = print, on_done: Callable[[RunSpec], None] | None = None
+    todo: list[tuple[RunSpec, str]],
+    workers: int,
+    report: Any = print,
+    on_done: Callable[[RunSpec], None] | None = None,
+    *,
+    name: str = "grid",
+    progress: bool = True,
 ) -> None:
     """Train every ``(spec, state)`` in ``todo`` with ``workers`` processes; ``report`` gets one line per run, and
-    ``on_done`` (if given) each finished run's spec, in this process, while the others train on.
+    ``on_done`` (if given) each finished run's spec, in this process, while the others train on. The workers send
+    their runs' progress here, where it is shown (``progress``) as one bar per run in flight and the grid's ETA
+    (:class:`xaigan.experiments.progress.GridProgress`); each run's own ``train.log`` gets its progress and
+    evaluations either way.
 
     Raises :class:`xaigan.train.StopRequested` if a run was stopped by a signal (it checkpointed) and
     :class:`WorkerDiedError` if a worker died; runs finished before either are kept.
     """
+    from xaigan.experiments.progress import GridProgress
+
     threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads and open files
+    channel = context.Queue()
+    labels = {str(spec.run_dir): f"{spec.cell} seed {spec.seed}" for spec, _ in todo}
+    display = GridProgress(name, labels, min(workers, len(todo)), show=progress)
+    display.follow(channel)
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), channel)
     )
     futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), threads): spec for spec, _ in todo}
     try:
@@ -128,6 +155,8 @@ def train_parallel(
             future.cancel()  # queued runs stay new
         _stop(pool, STOP_GRACE_S)
         raise
+    finally:
+        display.close()
     pool.shutdown(wait=True)
 
 

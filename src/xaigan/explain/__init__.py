@@ -48,6 +48,7 @@ from xaigan.explain.saliency import saliency
 from xaigan.registry import Registry
 
 PRECISIONS = ("fp32", "bf16")
+"""The explainer's arithmetic (``precision`` of :func:`explain`): fp32, or bf16 matrix products with fp32 maps."""
 
 Explainer = Callable[..., Tensor]
 """``fn(model, x, **kwargs) -> maps``: ``model`` maps ``(N, C, H, W)`` to ``(N, 1)``; maps have x's shape."""
@@ -55,12 +56,24 @@ Explainer = Callable[..., Tensor]
 
 @dataclass(frozen=True)
 class ExplainerInfo:
-    """A registered explainer and its settings.
+    """A registered explainer and its settings (made by :func:`register`, read with :func:`info`).
 
-    ``options``: explainer keyword -> run-config key (integrated-gradients: ``{"n_steps": "xai_steps"}``).
-    ``references``: ``(keyword, config key of how many)`` when the explainer takes real reference images
-    (deeplift-shap: ``("baselines", "xai_baselines")``), else ``None``. ``signed``: the keywords that make it keep
-    the sign it drops by default (saliency: ``{"abs": False}``); empty when its maps are signed already.
+    Args:
+        name: the name :func:`explain` accepts.
+        fn: the explainer, ``fn(model, x, **kwargs) -> maps`` (see :data:`Explainer`).
+        summary: one line on what it computes.
+        options: explainer keyword -> run-config key (integrated-gradients: ``{"n_steps": "xai_steps"}``).
+        references: ``(keyword, config key of how many)`` when the explainer takes real reference images
+            (deeplift-shap: ``("baselines", "xai_baselines")``), else ``None``.
+        signed: the keywords that make it keep the sign it drops by default (saliency: ``{"abs": False}``); empty
+            when its maps are signed already.
+
+    Example:
+        >>> entry = info("integrated-gradients")
+        >>> entry.options
+        {'n_steps': 'xai_steps'}
+        >>> entry.kwargs({"xai_steps": 16})
+        {'n_steps': 16}
     """
 
     name: str
@@ -71,7 +84,23 @@ class ExplainerInfo:
     signed: Mapping[str, Any] = field(default_factory=dict)
 
     def kwargs(self, settings: Mapping[str, Any], references: Callable[[int], Tensor] | None = None) -> dict:
-        """The explainer's keyword arguments from a run config; ``references(k)`` gives k real reference images."""
+        """The explainer's keyword arguments from a run config.
+
+        Args:
+            settings: run-config keys and values (e.g. ``Config.to_dict()``).
+            references: ``references(k)`` gives ``k`` real reference images; needed when :attr:`references` is set.
+
+        Returns:
+            The keyword arguments for :attr:`fn`.
+
+        Raises:
+            KeyError: a config key the explainer needs is missing from ``settings``.
+            ValueError: the explainer takes reference images and ``references`` is None.
+
+        Example:
+            >>> info("integrated-gradients").kwargs({"xai_steps": 32})
+            {'n_steps': 32}
+        """
         out: dict[str, Any] = {}
         for kw, key in self.options.items():
             if key not in settings:
@@ -88,6 +117,7 @@ class ExplainerInfo:
 
 
 REGISTRY: Registry[ExplainerInfo] = Registry("explainer")
+"""Every explainer by name (:func:`register` adds one, :func:`info` reads one)."""
 
 
 def register(
@@ -99,24 +129,79 @@ def register(
     references: tuple[str, str] | None = None,
     signed: Mapping[str, Any] | None = None,
 ) -> ExplainerInfo:
-    """Register ``fn`` under ``name`` with its settings; a name already taken raises ``ValueError``."""
+    """Register ``fn`` under ``name`` with its settings, so that :func:`explain` and run configs can use it.
+
+    Args:
+        name: the explainer's name.
+        fn: ``fn(model, x, **kwargs) -> maps``, maps shaped like ``x`` (see :data:`Explainer`).
+        summary: one line on what it computes.
+        options: explainer keyword -> run-config key that sets it.
+        references: ``(keyword, config key of how many)`` when ``fn`` takes real reference images.
+        signed: the keywords that make ``fn`` keep the sign it drops by default.
+
+    Returns:
+        The registered entry.
+
+    Raises:
+        ValueError: ``name`` is already taken.
+
+    Example:
+        >>> def brightness(model, x):
+        ...     return x.detach() + 1  # not an explanation: how bright each pixel is
+        >>> register("brightness", brightness, summary="pixel value + 1").name
+        'brightness'
+        >>> REGISTRY.unregister("brightness")
+    """
     refs = tuple(references) if references else None
     entry = ExplainerInfo(name, fn, summary, dict(options or {}), refs, dict(signed or {}))
     return REGISTRY.register(name, entry)
 
 
 def info(name: str) -> ExplainerInfo:
-    """The registered explainer ``name``; an unknown name raises ``KeyError`` listing the available ones."""
+    """The registered explainer ``name`` with its settings.
+
+    Args:
+        name: an explainer name (:func:`available`).
+
+    Returns:
+        Its entry.
+
+    Raises:
+        KeyError: an unknown name (the message lists the available ones).
+
+    Example:
+        >>> info("deeplift-shap").references
+        ('baselines', 'xai_baselines')
+    """
     return REGISTRY.get(name)
 
 
 def get(name: str) -> Explainer:
-    """The explainer function registered as ``name``."""
+    """The explainer function registered as ``name``.
+
+    Args:
+        name: an explainer name (:func:`available`).
+
+    Returns:
+        The function, ``fn(model, x, **kwargs) -> maps``.
+
+    Example:
+        >>> get("saliency") is saliency
+        True
+    """
     return info(name).fn
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`explain`, sorted."""
+    """Names accepted by :func:`explain`, sorted.
+
+    Returns:
+        The registered explainer names.
+
+    Example:
+        >>> available()[:3]
+        ['deeplift', 'deeplift-shap', 'input-x-gradient']
+    """
     return REGISTRY.names()
 
 
@@ -172,18 +257,43 @@ def explain(
 ) -> Tensor:
     """Explain D's verdict on every image of ``x`` with ``method``; returns detached maps shaped like ``x``.
 
-    ``target``: ``"output"`` (what D returns, as captum does; default), ``"prob"`` (probability of real) or
-    ``"logit"``. ``d_output``: what D returns, ``"auto"`` (a final ``nn.Sigmoid`` means ``"prob"``), ``"logit"``
-    or ``"prob"``. ``mode``: ``"auto"`` (default: ``"batch"`` for a BatchNorm D, else ``"eval"``), ``"eval"``,
-    ``"train"`` or ``"batch"`` (BatchNorm with the statistics of ``batch``, default ``x``; see
-    :func:`xaigan.explain.resolve_mode`). ``transform``: a callable applied before D
-    (e.g. DiffAugment); the explanation is then of ``D(transform(x))`` with respect to ``x``.
-    ``precision``: ``"bf16"`` runs D's matrix products (and DeepLIFT's transposed ones) under bf16 autocast, with
-    fp32 outputs, maps and DeepLIFT's forward records: deeplift-shap and lime guided steps 1.5-1.7x faster on CPUs
-    with AMX, their maps within 1.3% of fp32 (saliency's 3.2%) on a trained D (``docs/benchmarks.md``).
-    ``kwargs`` go to the method (e.g. ``baselines=`` for deeplift-shap,
-    ``n_samples=`` for lime, ``internal_batch_size=``/``perturbations_per_eval=`` to bound memory). The first three
-    arguments are positional-only, so a method's own ``method=`` (integrated-gradients) can be passed.
+    D is left as it was found (see :func:`protected`). The first three arguments are positional-only, so a
+    method's own ``method=`` (integrated-gradients) can be passed.
+
+    Args:
+        method: an explainer name (:func:`available`).
+        D: the discriminator: images ``(B, C, H, W)`` in [-1, 1] to one score per sample.
+        x: the images to explain.
+        target: ``"output"`` (what D returns, as captum does; default), ``"prob"`` (probability of real) or
+            ``"logit"``.
+        d_output: what D returns, ``"auto"`` (a final ``nn.Sigmoid`` means ``"prob"``), ``"logit"`` or ``"prob"``.
+        mode: ``"auto"`` (default: ``"batch"`` for a BatchNorm D, else ``"eval"``), ``"eval"``, ``"train"`` or
+            ``"batch"`` (BatchNorm with the statistics of ``batch``; see :func:`xaigan.explain.resolve_mode`).
+        transform: a callable applied before D (e.g. DiffAugment); the explanation is then of
+            ``D(transform(x))`` with respect to ``x``.
+        batch: the batch whose BatchNorm statistics ``mode="batch"`` uses (default ``x``).
+        precision: ``"fp32"``, or ``"bf16"``: D's matrix products (and DeepLIFT's transposed ones) under bf16
+            autocast, with fp32 outputs, maps and DeepLIFT's forward records; faster where the CPU multiplies bf16
+            fast (AMX), with maps close to fp32 (docs/benchmarks.md).
+        **kwargs: go to the method (e.g. ``baselines=`` for deeplift-shap, ``n_samples=`` for lime,
+            ``internal_batch_size=``/``perturbations_per_eval=`` to bound memory).
+
+    Returns:
+        The maps, detached, shaped like ``x``; ``(maps, *extra)`` when the method returns a tuple (lime with
+        ``return_info=True``).
+
+    Raises:
+        ValueError: an unknown ``precision``, or an invalid ``target``, ``d_output`` or ``mode``.
+        KeyError: an unknown ``method``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> G, D = models.build("mlp")
+        >>> x = G(torch.randn(8, 100))
+        >>> maps = explain("saliency", D, x, target="prob")
+        >>> maps.shape, maps.requires_grad
+        (torch.Size([8, 1, 32, 32]), False)
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 OUTPUTS = ("logit", "prob")
 """What D returns: a logit (our built-in models) or a probability of "real" (a D ending in ``nn.Sigmoid``)."""
 TARGETS = ("output", "prob", "logit")
+"""What an explanation is of: what D returns, its probability of "real", or its logit."""
 MODES = ("auto", "eval", "train", "batch", "step")
 
 
@@ -29,12 +30,42 @@ def detect_output(D: nn.Module) -> str:
 
     The last module of an ``nn.Sequential`` is its last child (followed recursively); of any other module, its
     last registered leaf module (registration order is a guess at call order: pass ``d_output`` when it is wrong).
+
+    Args:
+        D: the discriminator.
+
+    Returns:
+        ``"prob"`` or ``"logit"``.
+
+    Example:
+        >>> from torch import nn
+        >>> detect_output(nn.Sequential(nn.Flatten(), nn.Linear(1024, 1), nn.Sigmoid()))
+        'prob'
+        >>> detect_output(nn.Sequential(nn.Flatten(), nn.Linear(1024, 1)))
+        'logit'
     """
     return "prob" if isinstance(_last_module(D), nn.Sigmoid) else "logit"
 
 
 def resolve_output(D: nn.Module, d_output: str) -> str:
-    """``"auto"`` -> :func:`detect_output`; ``"logit"``/``"prob"`` as declared; anything else is a ValueError."""
+    """What D returns: ``"auto"`` -> :func:`detect_output`; ``"logit"``/``"prob"`` as declared.
+
+    Args:
+        D: the discriminator.
+        d_output: ``"auto"``, ``"logit"`` or ``"prob"``.
+
+    Returns:
+        ``"logit"`` or ``"prob"``.
+
+    Raises:
+        ValueError: any other ``d_output``.
+
+    Example:
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> resolve_output(D, "auto")
+        'logit'
+    """
     if d_output == "auto":
         return detect_output(D)
     if d_output in OUTPUTS:
@@ -56,6 +87,21 @@ def resolve_mode(D: nn.Module, mode: str) -> str:
     ``"step"``: D as in G's own step (train mode: dropout on). A saliency guidance then reads its selection and
     maps from the G step's own forward and backward pass of D (see :func:`xaigan.train.step.gan_step`); elsewhere it
     is ``"train"``. A BatchNorm D couples the samples of that pass, so for one ``"step"`` resolves to ``"batch"``.
+
+    Args:
+        D: the discriminator.
+        mode: ``"auto"``, ``"eval"``, ``"train"``, ``"batch"`` or ``"step"``.
+
+    Returns:
+        The mode D is explained in (``"auto"`` resolved; ``"step"`` becomes ``"batch"`` for a BatchNorm D).
+
+    Raises:
+        ValueError: an unknown ``mode``.
+
+    Example:
+        >>> from xaigan import models
+        >>> resolve_mode(models.build("mlp")[1], "auto"), resolve_mode(models.build("dcgan")[1], "auto")
+        ('eval', 'batch')
     """
     if mode == "auto":
         return "batch" if has_batchnorm(D) else "eval"
@@ -71,7 +117,19 @@ def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 def has_batchnorm(model: nn.Module) -> bool:
-    """Whether ``model`` normalises by batch statistics anywhere (its outputs then depend on the whole batch)."""
+    """Whether ``model`` normalises by batch statistics anywhere (its outputs then depend on the whole batch).
+
+    Args:
+        model: any module.
+
+    Returns:
+        True if any submodule is a BatchNorm layer.
+
+    Example:
+        >>> from xaigan import models
+        >>> has_batchnorm(models.build("mlp")[1]), has_batchnorm(models.build("dcgan")[1])
+        (False, True)
+    """
     return bool(_batchnorms(model))
 
 
@@ -130,6 +188,24 @@ class ExplainedModel(nn.Module):
 
     ``transform`` (e.g. DiffAugment) is applied first, so explanations are of ``D o T`` with respect to the
     un-augmented image.
+
+    Args:
+        d: the discriminator.
+        target: ``"output"``, ``"prob"`` or ``"logit"`` (see above).
+        transform: a callable applied to the images before D, or None.
+        d_output: what D returns, ``"auto"``, ``"logit"`` or ``"prob"``.
+
+    Raises:
+        ValueError: an unknown ``target`` or ``d_output``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> model = ExplainedModel(D.eval(), target="prob")
+        >>> p = model(torch.zeros(4, 1, 32, 32))
+        >>> p.shape, bool(((p > 0) & (p < 1)).all())
+        (torch.Size([4, 1]), True)
     """
 
     def __init__(
@@ -187,6 +263,26 @@ def protected(model: nn.Module, mode: str = "eval", batch: Tensor | None = None)
     computed or accumulated, which is also faster). On exit every module's ``training`` flag, every parameter's
     ``requires_grad`` and ``.grad`` (the same tensor object) and every buffer's value (BatchNorm running statistics,
     ``num_batches_tracked``, spectral norm vectors...) are restored, whatever happened inside.
+
+    Args:
+        model: the module to explain (D, or an :class:`ExplainedModel` around it).
+        mode: ``"eval"``, ``"train"``, ``"step"``, ``"batch"`` or ``"auto"`` (see above).
+        batch: the images whose BatchNorm statistics ``"batch"`` mode uses (required then, for a BatchNorm model).
+
+    Returns:
+        A context manager that yields ``model`` itself.
+
+    Raises:
+        ValueError: ``mode="batch"`` on a BatchNorm model without ``batch``, or an unknown ``mode``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> with protected(D, "eval") as d:
+        ...     maps = saliency(d, torch.zeros(2, 1, 32, 32))
+        >>> D.training, all(p.requires_grad for p in D.parameters())
+        (True, True)
     """
     mode = resolve_mode(model, mode)
     flags = [(m, m.training) for m in model.modules()]

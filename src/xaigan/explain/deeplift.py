@@ -8,8 +8,8 @@ For a chain of supported layers (see :data:`LINEAR` / :data:`RESCALE`) we run De
   ``(f(z) - f(z0)) / (z - z0)``, or ``f'(z)`` where ``|z - z0| < eps``, exactly captum's rule;
 * attribution ``(x - x0) * multiplier``, averaged over the K references for DeepLIFT-SHAP.
 
-This is the same arithmetic as captum's ``DeepLift`` / ``DeepLiftShap`` (tested equal to 1e-5), about 3-8x
-faster because captum runs forward and backward over 2 * B * K rows with hooks.
+This is the same arithmetic as captum's ``DeepLift`` / ``DeepLiftShap`` (tested equal to 1e-5), and faster,
+because captum runs forward and backward over 2 * B * K rows with hooks (docs/benchmarks.md).
 
 Anything else falls back to captum's implementation (correct, slower): models that are not a plain chain (skip
 connections, functional activations, a ``transform`` fx cannot trace), unsupported layers (max-pooling, softmax,
@@ -222,6 +222,28 @@ def deeplift_shap(
     (sample, reference) pairs processed at once (default: chosen so that one per-pair activation tensor holds at
     most 2**20 elements, ~800 pairs for the paper's MLP: small chunks stay in cache and are fastest).
     Deterministic: no random numbers are drawn (in eval mode). ``use_captum`` forces the captum path.
+
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images ``(B, C, H, W)`` to explain.
+        baselines: the ``K`` reference images ``(K, C, H, W)`` (required).
+        internal_batch_size: the most (sample, reference) pairs processed at once (default: see above).
+        eps: below this ``|z - z0|`` the rescale multiplier is the gradient ``f'(z)`` (captum's rule).
+        use_captum: run captum's ``DeepLiftShap`` instead of the batched path.
+
+    Returns:
+        The attributions, shaped like ``x``.
+
+    Raises:
+        ValueError: no ``baselines``, or baselines not shaped like ``x``'s images.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> x, real = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(16, 1, 32, 32) * 2 - 1
+        >>> deeplift_shap(D.eval(), x, baselines=real).shape
+        torch.Size([4, 1, 32, 32])
     """
     if baselines is None:
         raise ValueError("deeplift-shap needs baselines=(K, C, H, W) reference images, e.g. a batch of real images")
@@ -250,10 +272,29 @@ def deeplift(
     eps: float = EPS,
     use_captum: bool = False,
 ) -> Tensor:
-    """DeepLIFT (rescale rule) against one reference per sample.
+    """DeepLIFT (rescale rule) against one reference per sample. Deterministic in eval mode.
 
-    ``baselines``: ``None``/a number (constant image, default 0 = mid-grey in [-1, 1]), one image ``(1, C, H, W)``
-    shared by all samples, or one per sample ``(B, C, H, W)``. Deterministic in eval mode.
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images ``(B, C, H, W)`` to explain.
+        baselines: ``None``/a number (constant image, default 0 = mid-grey in [-1, 1]), one image ``(1, C, H, W)``
+            shared by all samples, or one per sample ``(B, C, H, W)``.
+        internal_batch_size: the most samples processed at once.
+        eps: below this ``|z - z0|`` the rescale multiplier is the gradient ``f'(z)`` (captum's rule).
+        use_captum: run captum's ``DeepLift`` instead of the batched path.
+
+    Returns:
+        The attributions, shaped like ``x``.
+
+    Raises:
+        ValueError: baselines that are neither one image nor one per sample.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> deeplift(D.eval(), torch.rand(4, 1, 32, 32) * 2 - 1, baselines=0.0).shape
+        torch.Size([4, 1, 32, 32])
     """
     if baselines is None or isinstance(baselines, (int, float)):
         refs = torch.full_like(x, float(baselines or 0.0))

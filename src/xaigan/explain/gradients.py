@@ -10,7 +10,23 @@ from xaigan.explain._chain import flattens_to_linear, run_steps, trace_chain
 
 
 def input_x_gradient(model: nn.Module, x: Tensor, internal_batch_size: int | None = None) -> Tensor:
-    """``x * d out / dx`` (captum's ``InputXGradient``), one batched backward pass. No random numbers (eval)."""
+    """``x * d out / dx`` (captum's ``InputXGradient``), one batched backward pass. No random numbers (eval).
+
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images to explain.
+        internal_batch_size: the most samples per backward pass (all at once by default).
+
+    Returns:
+        The attributions, shaped like ``x``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> input_x_gradient(D.eval(), torch.rand(4, 1, 32, 32) * 2 - 1).shape
+        torch.Size([4, 1, 32, 32])
+    """
     return x * input_gradients(model, x, internal_batch_size)
 
 
@@ -65,6 +81,25 @@ def integrated_gradients(
     ``Flatten -> Linear`` (the paper's MLP) the first layer is evaluated once, not once per step (see
     :func:`_ig_first_linear`; equal to captum to 1e-5 in the tests); otherwise, or with ``use_captum``, captum's
     ``IntegratedGradients``. No random numbers in eval mode.
+
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images to explain.
+        n_steps: points of the quadrature along the line.
+        baselines: where the line starts (see above).
+        method: captum's quadrature rule (``"gausslegendre"``, ``"riemann_trapezoid"``, ...).
+        internal_batch_size: the most (sample, step) rows per forward pass.
+        use_captum: always run captum's ``IntegratedGradients``.
+
+    Returns:
+        The attributions, shaped like ``x``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> integrated_gradients(D.eval(), torch.rand(4, 1, 32, 32) * 2 - 1, n_steps=8).shape
+        torch.Size([4, 1, 32, 32])
     """
     if baselines is None or isinstance(baselines, (int, float)):
         refs = torch.full_like(x, float(baselines or 0.0))
@@ -109,6 +144,26 @@ def smoothgrad(
     10% of the [-1, 1] pixel range (the paper suggests 10-20%). RNG: the noise is drawn with ``generator`` when
     given, else from torch's global RNG, which it then advances. ``nt_samples_batch_size`` bounds the number of
     noisy images per backward pass.
+
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images to explain.
+        nt_samples: noisy copies per image.
+        stdevs: the noise's standard deviation, in pixel units of [-1, 1].
+        abs: average absolute gradients (default) or signed ones.
+        generator: the random generator of the noise (torch's global one when None).
+        nt_samples_batch_size: the most noisy images per backward pass.
+
+    Returns:
+        The maps, shaped like ``x``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> g = torch.Generator().manual_seed(0)
+        >>> smoothgrad(D.eval(), torch.rand(4, 1, 32, 32) * 2 - 1, nt_samples=8, generator=g).shape
+        torch.Size([4, 1, 32, 32])
     """
     noisy = smoothgrad_noise(x, nt_samples, stdevs, generator)
     grads = input_gradients(model, noisy, nt_samples_batch_size)
@@ -124,7 +179,29 @@ def integrated_gradients_real(
     model: nn.Module, x: Tensor, baselines: Tensor, n_steps: int = 16, internal_batch_size: int | None = None
 ) -> Tensor:
     """Integrated gradients from a real image to each sample ("what makes this sample look fake compared with real
-    data"): sample ``i`` starts from ``baselines[i % k]`` of the ``k`` real reference images. No random numbers."""
+    data"): sample ``i`` starts from ``baselines[i % k]`` of the ``k`` real reference images. No random numbers.
+
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images to explain.
+        baselines: ``k`` real images ``(k, C, H, W)``.
+        n_steps: points of the quadrature along each line.
+        internal_batch_size: the most (sample, step) rows per forward pass.
+
+    Returns:
+        The attributions, shaped like ``x``.
+
+    Raises:
+        ValueError: ``baselines`` empty or not shaped like ``x``'s images.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> x, real = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+        >>> integrated_gradients_real(D.eval(), x, real, n_steps=8).shape
+        torch.Size([4, 1, 32, 32])
+    """
     refs = torch.as_tensor(baselines).to(device=x.device, dtype=x.dtype)
     if refs.dim() != x.dim() or refs.shape[1:] != x.shape[1:] or not len(refs):
         raise ValueError(f"baselines must be real images shaped like x's samples, got {tuple(refs.shape)}")

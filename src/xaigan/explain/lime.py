@@ -165,11 +165,38 @@ def lime(
     fast_first_layer: bool = True,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
-    """LIME maps for the batch ``x`` (see the module docstring). Same shape as ``x``.
+    """LIME maps for the batch ``x`` (see :mod:`xaigan.explain.lime` for the steps). Same shape as ``x``.
 
-    ``segments``: precomputed superpixel labels ``(B, H, W)`` (or ``(labels, counts)``) instead of
-    ``segmentation``; ``segmentation_kwargs`` go to the segmenter (e.g. ``{"cell_size": 8}`` for the grid).
-    ``return_info``: also return a dict with ``labels, counts, z, y, weights, coef, intercept``.
+    Args:
+        model: maps images ``(N, C, H, W)`` to ``(N, 1)`` (an :class:`ExplainedModel`, or D itself).
+        x: the images to explain.
+        n_samples: perturbations per image, the first the image itself (at least 2).
+        segmentation: ``"quickshift"`` (tuned for 32x32) or ``"grid"``.
+        segmentation_kwargs: go to the segmenter (e.g. ``{"cell_size": 8}`` for the grid).
+        segments: precomputed superpixel labels ``(B, H, W)`` (or ``(labels, counts)``) instead of
+            ``segmentation``.
+        fill: what a switched-off superpixel shows: ``"segment-mean"`` (default), ``"mean"``, ``"grey"``,
+            ``"black"`` or a number.
+        kernel_width: width of LIME's exponential kernel on the cosine distance.
+        ridge: the ridge penalty of the surrogate (0: weighted least squares).
+        perturbations_per_eval: the most perturbed images per forward pass of the model.
+        generator: the random generator of the on/off vectors (torch's global one when None).
+        fast_first_layer: compute a first ``Flatten -> Linear`` layer per superpixel once, where it applies.
+        return_info: also return a dict with ``labels, counts, z, y, weights, coef, intercept``.
+
+    Returns:
+        The maps (each pixel gets its superpixel's signed weight), or ``(maps, info)`` with ``return_info``.
+
+    Raises:
+        ValueError: ``n_samples`` below 2.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> g = torch.Generator().manual_seed(0)
+        >>> lime(D.eval(), torch.rand(4, 1, 32, 32) * 2 - 1, n_samples=50, segmentation="grid", generator=g).shape
+        torch.Size([4, 1, 32, 32])
     """
     if n_samples < 2:
         raise ValueError("lime needs n_samples >= 2")

@@ -5,19 +5,19 @@ Both return ``(labels, counts)``: ``labels`` ``(B, H, W)`` int64 with each image
 
 Quickshift defaults. LIME's image defaults (``kernel_size=4, max_dist=200, ratio=0.2``, which the original used)
 are meant for large photos: on 32x32 images they give 1 segment (rarely 2), i.e. LIME then has nothing to explain.
-Measured with this module on 128 images each (min/median/max segments; seconds for the batch, 2 CPU threads):
+Measured with this module on 128 images each (min/median/max segments; the timings are in docs/benchmarks.md):
 
 =============================  =================  =================  ===============  ===============
 kernel_size, max_dist, ratio   Fashion-MNIST      G after 20 steps   untrained G      uniform noise
 =============================  =================  =================  ===============  ===============
-4, 200, 0.2 (LIME default)     1/1/2 (0.63 s)     1/1/1 (0.69 s)     1/1/1 (0.66 s)   1/1/2 (0.80 s)
-1.5, 5, 0.5                    11/25/49 (0.28 s)  15/23/30 (0.26 s)  6/9/13 (0.26 s)  73/86/96
-1, 6, 0.5                      15/29/59 (0.14 s)  22/31/42           11/17/21         84/95/110
-**1, 8, 0.5 (ours)**           13/24/44 (0.14 s)  16/24/33 (0.14 s)  11/17/21         62/71/83 (0.19 s)
-1, 10, 0.5                     12/21/37 (0.14 s)  14/21/28           11/17/21         51/60/70
+4, 200, 0.2 (LIME default)     1/1/2              1/1/1              1/1/1            1/1/2
+1.5, 5, 0.5                    11/25/49           15/23/30           6/9/13           73/86/96
+1, 6, 0.5                      15/29/59           22/31/42           11/17/21         84/95/110
+**1, 8, 0.5 (ours)**           13/24/44           16/24/33           11/17/21         62/71/83
+1, 10, 0.5                     12/21/37           14/21/28           11/17/21         51/60/70
 =============================  =================  =================  ===============  ===============
 
-Ours: ~25 superpixels (13-44) on real images, about 1 ms per image. Images are mapped from [-1, 1] to [0, 1] and
+Ours: ~25 superpixels (13-44) on real images. Images are mapped from [-1, 1] to [0, 1] and
 segmented in Lab space, as LIME does (grey images: on the Lab lightness, see :func:`quickshift`). skimage's
 quickshift breaks ties with its own fixed seed, so segmentation is deterministic and does not touch torch's RNG.
 """
@@ -49,11 +49,12 @@ def quickshift(
     ratio: float = QUICKSHIFT_DEFAULTS["ratio"],
     sigma: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
-    """skimage quickshift per image (a Python loop over the batch; ~1 ms per 32x32 image) on ``(x + 1) / 2``.
+    """skimage quickshift per image (a Python loop over the batch; docs/benchmarks.md) on ``(x + 1) / 2``.
 
     RGB images are converted to Lab (one vectorised call for the batch). Grey images are segmented on the Lab
     lightness alone: for grey pixels a and b are 0 up to ~3e-3, so this gives the same segments as quickshift on
-    the grey image repeated to RGB (checked on generated and Fashion-MNIST images) and is ~30% faster.
+    the grey image repeated to RGB (checked on generated and Fashion-MNIST images) and is faster
+    (docs/benchmarks.md).
     """
     from skimage.color import rgb2lab
     from skimage.segmentation import quickshift as _quickshift

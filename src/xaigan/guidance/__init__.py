@@ -74,44 +74,27 @@ CONFIG_KEYS = (
     *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle", "flat", "precision"),
 )
 
+__all__ = [
+    "CountsRegimes",
+    "Guidance",
+    "GuidanceHealthError",
+    "LossWeighting",
+    "Scheduled",
+    "SharedStep",
+    "XAIGuidance",
+    "apply",
+    "combine_prior",
+    "load_prior",
+    "minmax",
+    "normalize",
+    "scale",
+]
+
 
 class XAIGuidance:
     """Explain D on the generated batch, turn the explanations into a mask and attach it with :func:`apply`.
 
-    Settings (all recorded by :meth:`config`); the defaults follow the paper / original code:
-
-    * ``method``: an explainer name (:func:`xaigan.explain.available`); ``explain_kwargs`` go to it (e.g.
-      ``baselines=real_images`` for ``deeplift-shap``, ``n_samples``/``segmentation`` for ``lime``).
-    * ``alpha`` (0.2): gradient at the image becomes ``grad * (1 + alpha * mask)``.
-    * ``select`` (``"fake"``): explain only the samples whose probability of real is below ``threshold`` (0.5):
-      D's output for a D that returns probabilities, its sigmoid for one that returns logits (``d_output``);
-      ``"all"`` explains every sample. Unlike the original, one fake sample is explained too; no fake sample means
-      no change. Scores come from ``scores`` when passed to ``__call__``, else from one extra no-grad forward pass
-      of D in ``explain_mode``. A probability D whose outputs leave [0, 1] is a ValueError.
-    * ``normalize`` (``"batch-minmax"``): see :func:`normalize`.
-    * ``prior`` (``None``): a tensor broadcastable to one image ``(C, H, W)`` with values in [0, 1], or the path of
-      an image file (read as grey, resized to the image size); combined with the selected samples' masks by
-      ``prior_mode`` (``multiply``/``add``/``replace``, see :func:`combine_prior`). Unselected samples keep
-      their mask. ``replace`` computes no explanation: selected samples get the prior, the others 0.
-    * ``explain_mode`` (``"auto"``): D's mode while explaining; ``"train"`` is the original's (dropout on; BatchNorm
-      buffers are restored afterwards); ``"batch"``: BatchNorm with the statistics of the whole batch of fakes,
-      frozen (the G step's verdicts, per-sample explanations); ``"auto"`` is batch for a BatchNorm D, else eval
-      (see :func:`xaigan.explain.resolve_mode`). D's parameters, gradients, buffers and flags are never changed.
-    * ``target`` (``"prob"``): explain the probability of real, the ``"logit"`` or D's ``"output"``; ``d_output``
-      (``"auto"``): what D returns, see :func:`xaigan.explain.resolve_output` (resolved for each D passed).
-    * ``transform``: a callable applied before D (DiffAugment): the explanation is of ``D o T`` at ``G(z)``.
-    * ``start_epoch`` (0): :meth:`active` is true from this epoch on.
-    * ``use`` (``"amplify"``, the paper), ``schedule`` (``"constant"``; ``end_epoch``: the run's number of
-      epochs, for the ramps): see :mod:`xaigan.guidance.uses`; the trainer calls :meth:`at_epoch` each epoch.
-      ``clip``/``temperature``: settings of the ``sample-percentile``/``softmax`` normalisations. ``shuffle``: the
-      placebo control, each explained sample's map with its pixels permuted (:func:`masks.shuffle_pixels`);
-      ``flat``: the content-free control, every explained sample's mask one number, the mean of the explained
-      masks (:func:`masks.flatten_explained`). At most one of the two.
-      ``precision``: the explainer's arithmetic, ``"fp32"`` or ``"bf16"`` (see :func:`xaigan.explain.explain`).
-    * ``patience`` (50), ``strict`` (False): the health check. With ``select="fake"``, no sample explained for
-      ``patience`` consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
-      explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an event in
-      :meth:`drain_events`; ``strict`` raises :class:`GuidanceHealthError` instead.
+    Every setting is recorded by :meth:`config`; the defaults follow the paper / original code.
 
     After each call: ``last_mask`` ``(B, C, H, W)``, ``last_selected`` ``(B,)`` bool, ``last_maps`` (raw maps of
     the selected samples) and ``stats`` (``explained``: fraction of the batch explained, ``n_explained``,
@@ -120,6 +103,65 @@ class XAIGuidance:
     RNG: see :mod:`xaigan.explain` (lime/smoothgrad take ``generator`` in ``explain_kwargs``; train-mode dropout
     uses the global RNG). Selection draws none in eval mode, unless ``transform`` is random (DiffAugment draws from
     the global RNG in the selection pass and in every forward pass of the explanation).
+
+    Args:
+        method: an explainer name (:func:`xaigan.explain.available`).
+        alpha: the strength (0.2): the gradient at the image becomes ``grad * (1 + alpha * mask)``.
+        select: ``"fake"`` (default): explain only the samples whose probability of real is below ``threshold``:
+            D's output for a D that returns probabilities, its sigmoid for one that returns logits
+            (``d_output``); ``"all"`` explains every sample. Unlike the original, one fake sample is explained
+            too; no fake sample means no change. Scores come from ``scores`` when passed to ``__call__``, else
+            from one extra no-grad forward pass of D in ``explain_mode``. A probability D whose outputs leave
+            [0, 1] is a ValueError.
+        threshold: the probability of real below which a sample is fake (0.5).
+        normalize: how maps become masks (``"batch-minmax"``): see :func:`normalize`.
+        prior: ``None`` (default), a tensor broadcastable to one image ``(C, H, W)`` with values in [0, 1], or the
+            path of an image file (read as grey, resized to the image size); combined with the selected samples'
+            masks by ``prior_mode``. Unselected samples keep their mask.
+        prior_mode: ``"multiply"`` (default), ``"add"`` or ``"replace"`` (see :func:`combine_prior`).
+            ``"replace"`` computes no explanation: selected samples get the prior, the others 0.
+        explain_mode: D's mode while explaining (``"auto"``); ``"train"`` is the original's (dropout on;
+            BatchNorm buffers are restored afterwards); ``"batch"``: BatchNorm with the statistics of the whole
+            batch of fakes, frozen (the G step's verdicts, per-sample explanations); ``"auto"`` is batch for a
+            BatchNorm D, else eval (see :func:`xaigan.explain.resolve_mode`). D's parameters, gradients, buffers
+            and flags are never changed.
+        target: explain the probability of real (``"prob"``, default), the ``"logit"`` or D's ``"output"``.
+        d_output: what D returns (``"auto"``), see :func:`xaigan.explain.resolve_output` (resolved for each D
+            passed).
+        transform: a callable applied before D (DiffAugment): the explanation is of ``D o T`` at ``G(z)``.
+        explain_kwargs: go to the explainer (e.g. ``baselines=real_images`` for ``deeplift-shap``,
+            ``n_samples``/``segmentation`` for ``lime``).
+        start_epoch: :meth:`active` is true from this epoch on (0).
+        patience: the health check (50). With ``select="fake"``, no sample explained for ``patience``
+            consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
+            explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an
+            event in :meth:`drain_events`.
+        strict: raise :class:`GuidanceHealthError` instead of warning (False).
+        use: how the mask reshapes G's gradient (``"amplify"``, the paper): see :mod:`xaigan.guidance.uses`.
+        schedule: the strength over the guided epochs (``"constant"``, ``"ramp-up"``, ``"ramp-down"``); the
+            trainer calls :meth:`at_epoch` each epoch.
+        end_epoch: the run's number of epochs, for the ramps.
+        clip: the percentile each map is clipped at (the ``sample-percentile`` normalisation).
+        temperature: the temperature of the ``softmax`` normalisation.
+        shuffle: the placebo control, each explained sample's map with its pixels permuted
+            (:func:`masks.shuffle_pixels`).
+        flat: the content-free control, every explained sample's mask one number, the mean of the explained
+            masks (:func:`masks.flatten_explained`). At most one of ``shuffle`` and ``flat``.
+        precision: the explainer's arithmetic, ``"fp32"`` or ``"bf16"`` (see :func:`xaigan.explain.explain`).
+
+    Raises:
+        ValueError: a setting outside its allowed values, ``shuffle`` with ``flat``, ``prior_mode="replace"``
+            without a prior, or a ramp without ``end_epoch``.
+        KeyError: an unknown ``method``.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> G, D = models.build("mlp")
+        >>> guide = XAIGuidance("saliency", alpha=0.2, select="all")
+        >>> fake = guide(G(torch.randn(8, 100)), D)  # the same images; G's gradient at them is reshaped
+        >>> guide.stats["n_explained"], tuple(guide.last_mask.shape)
+        (8, (8, 1, 32, 32))
     """
 
     def __init__(

@@ -18,7 +18,18 @@ logger = logging.getLogger("xaigan.guidance")
 
 
 class GuidanceHealthError(RuntimeError):
-    """The guidance has been changing nothing for ``patience`` steps (raised instead of a warning when strict)."""
+    """The guidance has been changing nothing for ``patience`` steps (raised instead of a warning when strict).
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> G, D = models.build("mlp")
+        >>> guide = XAIGuidance("saliency", threshold=0.0, patience=1, strict=True)  # no sample is ever "fake"
+        >>> guide(G(torch.randn(8, 100)), D)
+        Traceback (most recent call last):
+        ...
+        xaigan.guidance.health.GuidanceHealthError: xAI guidance explained no sample for 1 consecutive steps: ...
+    """
 
 
 def _widen(seen: list[float] | None, scores: Tensor | None) -> list[float] | None:

@@ -12,7 +12,19 @@ PRIOR_MODES = ("multiply", "add", "replace")
 
 
 def minmax(t: Tensor) -> Tensor:
-    """``(t - min) / (max - min)`` over the whole tensor; a constant tensor gives zeros."""
+    """``(t - min) / (max - min)`` over the whole tensor; a constant tensor gives zeros.
+
+    Args:
+        t: any tensor.
+
+    Returns:
+        ``t`` scaled into [0, 1], same shape.
+
+    Example:
+        >>> import torch
+        >>> minmax(torch.tensor([1.0, 2.0, 3.0])).tolist()
+        [0.0, 0.5, 1.0]
+    """
     lo, hi = t.min(), t.max()
     if not bool(hi > lo):
         return torch.zeros_like(t)
@@ -56,6 +68,28 @@ def normalize(
     * ``softmax``: each selected map becomes ``exp((z - 1) / temperature)``, ``z`` the map over its maximum.
 
     A constant tensor (or map) normalises to zeros, as the original's NaN -> 0.
+
+    Args:
+        maps: ``(n, ...)`` explanations of the ``n = selected.sum()`` selected samples, in batch order.
+        selected: ``(B,)`` bool, the samples that were explained.
+        how: one of the normalisations above.
+        clip: the percentile ``sample-percentile`` clips each map at.
+        temperature: the temperature of ``softmax``.
+
+    Returns:
+        The masks ``(B, ...)`` of the whole batch.
+
+    Raises:
+        ValueError: an unknown ``how``.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.tensor([0.0, 0.5]).view(1, 1, 1, 2)  # the one selected sample's map
+        >>> selected = torch.tensor([True, False])
+        >>> normalize(maps, selected, "batch-minmax").flatten().tolist()
+        [0.0, 0.5, 1.0, 1.0]
+        >>> normalize(maps, selected, "sample-minmax").flatten().tolist()
+        [0.0, 1.0, 0.0, 0.0]
     """
     B = selected.shape[0]
     shape = (B, *maps.shape[1:])
@@ -104,7 +138,22 @@ def flatten_explained(mask: Tensor, selected: Tensor) -> Tensor:
 
 
 def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
-    """A grey ``(1, H, W)`` prior in [0, 1] from an image file, resized (bilinear) to ``size = (H, W)``."""
+    """A grey ``(1, H, W)`` prior in [0, 1] from an image file, resized (bilinear) to ``size = (H, W)``.
+
+    Args:
+        path: an image file PIL can read (converted to grey).
+        size: ``(H, W)`` of the images the prior is for.
+
+    Returns:
+        The prior, float in [0, 1].
+
+    Example:
+        >>> from PIL import Image
+        >>> Image.new("L", (64, 64), 255).save("/tmp/prior.png")
+        >>> prior = load_prior("/tmp/prior.png", (32, 32))
+        >>> prior.shape, float(prior.min())
+        (torch.Size([1, 32, 32]), 1.0)
+    """
     from PIL import Image
 
     with Image.open(path) as img:
@@ -116,8 +165,23 @@ def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
 def combine_prior(mask: Tensor, prior: Tensor, mode: str = "multiply") -> Tensor:
     """Combine explanation masks ``(n, C, H, W)`` in [0, 1] with a prior broadcastable to one image.
 
-    ``multiply``: ``mask * prior``; ``add``: ``(mask + prior) / 2`` (the sum rescaled to stay in [0, 1]);
-    ``replace``: the prior alone.
+    Args:
+        mask: the explanation masks ``(n, C, H, W)``, in [0, 1].
+        prior: in [0, 1], broadcastable to one image.
+        mode: ``multiply``: ``mask * prior``; ``add``: ``(mask + prior) / 2`` (the sum rescaled to stay in
+            [0, 1]); ``replace``: the prior alone.
+
+    Returns:
+        The combined masks, shaped like ``mask``.
+
+    Raises:
+        ValueError: an unknown ``mode``.
+
+    Example:
+        >>> import torch
+        >>> mask, prior = torch.full((1, 1, 1, 2), 0.5), torch.tensor([[[1.0, 0.0]]])
+        >>> combine_prior(mask, prior, "multiply").flatten().tolist()
+        [0.5, 0.0]
     """
     if mode == "multiply":
         return mask * prior

@@ -18,6 +18,10 @@ class Guidance(Protocol):
     logging; ``drain_events()``: events (health warnings) since the last drain, clearing them; ``state_dict()`` /
     ``load_state_dict()``: JSON-able state so that a resumed run behaves and counts the same;
     ``explain_maps(x, D)``: detached explanations of every sample of ``x`` (heat-map figures).
+
+    Example:
+        >>> isinstance(XAIGuidance("saliency"), Guidance)
+        True
     """
 
     stats: dict
@@ -33,7 +37,16 @@ class Guidance(Protocol):
 @runtime_checkable
 class Scheduled(Protocol):
     """A guidance whose strength changes over training: the trainer calls ``at_epoch(epoch)`` when a guided epoch
-    starts and logs ``alpha_now``, the strength in use."""
+    starts and logs ``alpha_now``, the strength in use.
+
+    Example:
+        >>> guide = XAIGuidance("saliency", alpha=0.2, schedule="ramp-up", start_epoch=25, end_epoch=50)
+        >>> isinstance(guide, Scheduled)
+        True
+        >>> guide.at_epoch(25)
+        >>> guide.alpha_now
+        0.008
+    """
 
     alpha_now: float
 
@@ -43,7 +56,14 @@ class Scheduled(Protocol):
 @runtime_checkable
 class SharedStep(Protocol):
     """A guidance that G's step can compute from its own pass of D: if ``shares_step(D)``, the step calls
-    ``scale_gradient(grad, fake, D, scores, jacobian)`` with G's gradient at the image instead of ``guide(fake, D)``."""
+    ``scale_gradient(grad, fake, D, scores, jacobian)`` with G's gradient at the image instead of ``guide(fake, D)``.
+
+    Example:
+        >>> from xaigan import models
+        >>> _, D = models.build("mlp")
+        >>> XAIGuidance("saliency", explain_mode="step").shares_step(D)
+        True
+    """
 
     def shares_step(self, D: nn.Module) -> bool: ...
     def scale_gradient(self, grad: Tensor, fake: Tensor, D: nn.Module, scores: Tensor, jacobian: Tensor) -> Tensor: ...
@@ -52,7 +72,13 @@ class SharedStep(Protocol):
 @runtime_checkable
 class LossWeighting(Protocol):
     """A guidance that weights each sample's share of G's loss: ``loss_weights()`` after ``guide(fake, D)`` gives one
-    weight per sample, or None for plain weights."""
+    weight per sample, or None for plain weights.
+
+    Example:
+        >>> guide = XAIGuidance("saliency", use="weight")
+        >>> isinstance(guide, LossWeighting), guide.loss_weights()  # None before the first call
+        (True, None)
+    """
 
     def loss_weights(self) -> Tensor | None: ...
 
@@ -60,7 +86,12 @@ class LossWeighting(Protocol):
 @runtime_checkable
 class CountsRegimes(Protocol):
     """A guidance that counts how many of its calls explained none, some or all of the batch (``regimes()``, written
-    to the run's summary)."""
+    to the run's summary).
+
+    Example:
+        >>> isinstance(XAIGuidance("saliency"), CountsRegimes)
+        True
+    """
 
     def regimes(self) -> dict: ...
 

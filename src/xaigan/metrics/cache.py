@@ -82,6 +82,29 @@ def real_statistics(
     consistent result between the first and later calls, also returned) rounded to
     ``features_dtype`` (float32 halves the file size; irrelevant for KID/precision/recall).
     ``data_hash`` may be passed if the caller already has :func:`content_hash` of ``images_uint8``.
+
+    Args:
+        extractor: a feature extractor (:class:`FeatureExtractor`).
+        images_uint8: the real images, uint8 ``(N, C, H, W)``.
+        cache_dir: the folder of the cache files.
+        data_key: a readable name for the file name (the key itself is the content and extractor hashes).
+        store_features: also store (and return) the features themselves (KID, precision/recall need them).
+        features_dtype: the dtype the features are stored in.
+        data_hash: :func:`content_hash` of ``images_uint8``, if already known.
+
+    Returns:
+        The statistics and their provenance (see above).
+
+    Example:
+        >>> import torch
+        >>> from xaigan.metrics import DomainClassifier, features
+        >>> ext = features.get("domain", model=DomainClassifier())
+        >>> real = torch.randint(0, 256, (64, 1, 32, 32), dtype=torch.uint8)
+        >>> stats = real_statistics(ext, real, cache_dir="/tmp/xaigan-stats", data_key="example")
+        >>> stats["mu"].shape, stats["sigma"].shape
+        ((128,), (128, 128))
+        >>> real_statistics(ext, real, cache_dir="/tmp/xaigan-stats", data_key="example")["cached"]
+        True
     """
     extractor_id = str(extractor.id)
     weights_hash = str(extractor.weights_hash)

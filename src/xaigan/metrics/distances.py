@@ -18,8 +18,8 @@ holds when ``S1`` is singular because ``AB`` and ``BA`` share their non-zero eig
 (take ``A = R``, ``B = R S2``). Hence ``tr((S1 S2)^{1/2}) = sum_i sqrt(lambda_i(M))``.
 ``eigvalsh`` on a symmetric matrix is backward stable and returns real eigenvalues, so the only
 clean-up needed is clipping the tiny negative round-off eigenvalues at 0. This costs one
-``eigh`` + one ``eigvalsh`` + two matrix products: ~2 s for d=2048 on 2 CPU cores, versus
-~3.5 s for a plain non-symmetric ``eigvals(S1 @ S2)`` (which also yields complex round-off).
+``eigh`` + one ``eigvalsh`` + two matrix products, less than a plain non-symmetric
+``eigvals(S1 @ S2)`` (which also yields complex round-off; timings in docs/benchmarks.md).
 
 KID
 ---
@@ -77,7 +77,20 @@ def as_float64(x: Any, name: str = "features") -> np.ndarray:
 
 
 def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (unbiased, ddof=1) covariance of ``(N, d)`` features, in float64."""
+    """Mean and (unbiased, ddof=1) covariance of ``(N, d)`` features, in float64.
+
+    Args:
+        features: ``(N, d)``, N at least 2.
+
+    Returns:
+        ``(mu, sigma)``: ``(d,)`` and ``(d, d)``.
+
+    Example:
+        >>> import numpy as np
+        >>> mu, sigma = feature_statistics(np.random.default_rng(0).normal(size=(100, 8)))
+        >>> mu.shape, sigma.shape
+        ((8,), (8, 8))
+    """
     x = as_float64(features)
     if x.shape[0] < 2:
         raise ValueError(f"need at least 2 samples for a covariance, got {x.shape[0]}")
@@ -131,6 +144,23 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
 
     Robust to singular (rank-deficient) covariances: no inverse and no regularising epsilon is
     needed. The result is clipped at 0 (it can only go negative by round-off).
+
+    Args:
+        mu1: mean ``(d,)`` of the first set.
+        sigma1: covariance ``(d, d)`` of the first set.
+        mu2: mean ``(d,)`` of the second set.
+        sigma2: covariance ``(d, d)`` of the second set.
+
+    Returns:
+        The squared Fréchet distance (what FID reports).
+
+    Raises:
+        ValueError: mismatched or non-finite statistics.
+
+    Example:
+        >>> import numpy as np
+        >>> round(frechet_distance(np.zeros(2), np.eye(2), np.ones(2), np.eye(2)), 6)
+        2.0
     """
     mu1, sigma1 = _check_stats(mu1, sigma1, "1")
     mu2, sigma2 = _check_stats(mu2, sigma2, "2")
@@ -143,7 +173,22 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
 
 
 def fid(features_a: Any, features_b: Any) -> float:
-    """FID between two feature sets ``(N_a, d)`` and ``(N_b, d)``."""
+    """FID between two feature sets ``(N_a, d)`` and ``(N_b, d)``: :func:`frechet_distance` of their
+    :func:`feature_statistics`.
+
+    Args:
+        features_a: ``(N_a, d)`` features of one image set.
+        features_b: ``(N_b, d)`` features of the other.
+
+    Returns:
+        The FID.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.random.default_rng(0).normal(size=(500, 4))
+        >>> round(fid(a, a), 6), round(fid(a, a + 1), 6)  # a shift of 1 in each of 4 dimensions
+        (0.0, 4.0)
+    """
     mu_a, sigma_a = feature_statistics(features_a)
     mu_b, sigma_b = feature_statistics(features_b)
     return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
@@ -207,6 +252,29 @@ def kid(
 
     Subset size is ``min(subset_size, N_a, N_b)``; each subset draws indices without replacement
     from ``numpy.random.default_rng(seed)`` (first from ``a``, then from ``b``).
+
+    Args:
+        features_a: ``(N_a, d)`` features of one image set.
+        features_b: ``(N_b, d)`` features of the other.
+        num_subsets: how many subset pairs to average over.
+        subset_size: samples per subset (at most the smaller set).
+        degree: the polynomial kernel's degree.
+        gamma: the kernel's scale (default ``1 / d``).
+        coef0: the kernel's constant term.
+        seed: seed of the subset draws.
+
+    Returns:
+        ``(mean, std)`` over the subsets.
+
+    Raises:
+        ValueError: mismatched dimensions, fewer than 2 samples, or ``num_subsets < 1``.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.random.default_rng(0).normal(size=(500, 4))
+        >>> mean, std = kid(a, a + 1, num_subsets=10, subset_size=100)
+        >>> mean > 0
+        True
     """
     a, b = _pair(features_a, features_b, ("features_a", "features_b"))
     if num_subsets < 1:
@@ -289,7 +357,23 @@ def manifold_scores(
     features_real: Any, features_fake: Any, k: int = 5, *, chunk_size: int = _DEFAULT_CHUNK
 ) -> dict[str, float]:
     """``precision``, ``recall`` (:func:`precision_recall`), ``density`` and ``coverage`` (:func:`density_coverage`)
-    from one pass over the distances."""
+    from one pass over the distances.
+
+    Args:
+        features_real: ``(N_r, d)`` features of the real images.
+        features_fake: ``(N_f, d)`` features of the generated images.
+        k: the neighbour whose distance is each ball's radius.
+        chunk_size: rows of the distance matrix computed at once (memory, not the result).
+
+    Returns:
+        The four scores by name.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.random.default_rng(0).normal(size=(200, 4))
+        >>> sorted(manifold_scores(a, a))
+        ['coverage', 'density', 'precision', 'recall']
+    """
     real, fake = _pair(features_real, features_fake)
     return _knn_scores(real, fake, k, chunk_size, recall=True)
 
@@ -301,7 +385,26 @@ def precision_recall(
     *,
     chunk_size: int = _DEFAULT_CHUNK,
 ) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii; ``(precision, recall)``."""
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii.
+
+    Precision: the fraction of fakes inside some real sample's k-NN ball; recall: the fraction of reals inside some
+    fake sample's k-NN ball.
+
+    Args:
+        features_real: ``(N_r, d)`` features of the real images.
+        features_fake: ``(N_f, d)`` features of the generated images.
+        k: the neighbour whose distance is each ball's radius.
+        chunk_size: rows of the distance matrix computed at once (memory, not the result).
+
+    Returns:
+        ``(precision, recall)``.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.random.default_rng(0).normal(size=(200, 4))
+        >>> precision_recall(a, a)
+        (1.0, 1.0)
+    """
     scores = manifold_scores(features_real, features_fake, k, chunk_size=chunk_size)
     return scores["precision"], scores["recall"]
 
@@ -318,6 +421,21 @@ def density_coverage(
     density: the mean number of real k-NN balls holding a fake sample, over ``k`` (about 1 when the two sets are
     alike, not bounded by 1); coverage: the fraction of real balls holding at least one fake sample. Unlike precision
     and recall they do not use the fake set's radii, so a few outlying or collapsed fakes cannot inflate them.
+
+    Args:
+        features_real: ``(N_r, d)`` features of the real images.
+        features_fake: ``(N_f, d)`` features of the generated images.
+        k: the neighbour whose distance is each real ball's radius.
+        chunk_size: rows of the distance matrix computed at once (memory, not the result).
+
+    Returns:
+        ``(density, coverage)``.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.random.default_rng(0).normal(size=(200, 4))
+        >>> density_coverage(a, a)[1]
+        1.0
     """
     real, fake = _pair(features_real, features_fake)
     scores = _knn_scores(real, fake, k, chunk_size, recall=False)

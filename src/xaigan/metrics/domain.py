@@ -50,6 +50,18 @@ class DomainClassifier(nn.Module):
 
     ``features(x)`` returns the penultimate (post-ReLU ``hidden``-d) activations; ``forward`` the
     logits. Inputs are float images in [-1, 1] (see :func:`domain_preprocess`).
+
+    Args:
+        channels: image channels.
+        num_classes: the dataset's classes.
+        widths: the three convolution blocks' channels.
+        hidden: the width of the penultimate layer (the feature dimension).
+
+    Example:
+        >>> import torch
+        >>> model = DomainClassifier().eval()
+        >>> model.features(torch.zeros(2, 1, 32, 32)).shape, model(torch.zeros(2, 1, 32, 32)).shape
+        (torch.Size([2, 128]), torch.Size([2, 10]))
     """
 
     def __init__(
@@ -170,7 +182,24 @@ def save_domain_checkpoint(path: str | os.PathLike, model: DomainClassifier, met
 
 
 def load_domain_checkpoint(path: str | os.PathLike) -> tuple[DomainClassifier, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_domain_checkpoint` (``weights_only=True``, strict)."""
+    """Load a checkpoint written by :func:`save_domain_checkpoint` (``weights_only=True``, strict).
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        ``(model in eval mode, meta)``.
+
+    Raises:
+        ValueError: not a domain-classifier checkpoint, or one of another architecture.
+
+    Example:
+        >>> from xaigan.metrics.domain import save_domain_checkpoint
+        >>> path = save_domain_checkpoint("/tmp/xaigan-domain.pt", DomainClassifier(), {"accuracy": 0.9})
+        >>> model, meta = load_domain_checkpoint(path)
+        >>> meta["accuracy"], model.training
+        (0.9, False)
+    """
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a xaigan domain-classifier checkpoint (format {CHECKPOINT_FORMAT})")

@@ -102,6 +102,35 @@ def train_domain_classifier(
     all derive from ``seed`` through local
     generators inside a forked RNG, so the global torch RNG is untouched and results are
     deterministic on CPU for a fixed thread count.
+
+    Args:
+        images_uint8: training images, uint8 ``(N, C, 32, 32)``.
+        labels: their class labels ``(N,)``.
+        seed: seed of initialisation, split, shuffling and augmentation.
+        epochs: passes over the training images.
+        batch_size: images per step.
+        lr: Adam's peak learning rate.
+        weight_decay: Adam's weight decay.
+        val_fraction: the held-out share when no ``val_images`` are given.
+        val_images: held-out images, or None.
+        val_labels: their labels.
+        num_classes: the number of classes (default: the largest label + 1).
+        widths: the three convolution blocks' channels.
+        hidden: the feature dimension.
+        device: where to train.
+        log: called with a progress line per epoch, or None.
+        augment: train on corrupted images (see above).
+
+    Returns:
+        ``(model in eval mode, held-out accuracy)``.
+
+    Raises:
+        ValueError: as many labels as images are needed.
+
+    Example:
+        >>> from xaigan import data
+        >>> mnist = data.load("mnist")
+        >>> model, accuracy = train_domain_classifier(mnist.images, mnist.labels, epochs=1)
     """
     images = _as_uint8_nchw(images_uint8)
     labels_t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
@@ -209,6 +238,26 @@ def load_or_train_domain(
     labels' content hash, the architecture id, ``seed`` and all training hyper-parameters. Returns
     ``(model, meta)``; ``meta`` has ``accuracy``, ``arch``, ``seed``, ``path``, ``cached``,
     ``train_seconds`` and the training config. A corrupt or mismatching file is retrained.
+
+    Args:
+        images_uint8: training images, uint8 ``(N, C, 32, 32)``.
+        labels: their class labels ``(N,)``.
+        dataset_hash: :func:`content_hash` of the images, if known (else computed).
+        cache_dir: the folder of the cached checkpoints.
+        seed: the training seed (part of the key).
+        force: train again even when a cached checkpoint matches.
+        log: called with progress lines, or None.
+        **train_kwargs: go to :func:`train_domain_classifier` (part of the key, except ``device`` and ``log``).
+
+    Returns:
+        ``(model in eval mode, meta)``.
+
+    Example:
+        >>> from xaigan import data
+        >>> mnist = data.load("mnist")
+        >>> model, meta = load_or_train_domain(mnist.images, mnist.labels, dataset_hash=None, cache_dir="runs/cache")
+        >>> meta["cached"]  # trained (and saved) by the call above, read back from now on
+        False
     """
     images = _as_uint8_nchw(images_uint8)
     if dataset_hash is None:

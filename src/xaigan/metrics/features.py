@@ -74,6 +74,22 @@ class FeatureExtractor:
 
     Subclasses implement :meth:`preprocess` (uint8 batch on device -> float network input) and
     :meth:`embed` (network input -> (B, dim) features).
+
+    Args:
+        net: the network (put in eval mode on ``device``).
+        id: the extractor's name and architecture/version.
+        dim: the feature dimension.
+        batch_size: images per forward pass.
+        device: where the network runs.
+
+    Example:
+        >>> import torch
+        >>> from xaigan.metrics import DomainClassifier, features
+        >>> ext = features.get("domain", model=DomainClassifier())  # a FeatureExtractor
+        >>> ext(torch.zeros(4, 1, 32, 32, dtype=torch.uint8)).shape
+        (4, 128)
+        >>> sorted(ext.meta)
+        ['dim', 'id', 'weights_hash']
     """
 
     name: str = "base"
@@ -148,7 +164,19 @@ def _meta_fields(meta: Any) -> tuple[Any, Any]:
 def check_same_extractor(a_meta: Any, b_meta: Any) -> None:
     """Raise ``ValueError`` unless both results used the same extractor id *and* weights.
 
-    Accepts extractor objects or dicts with ``id`` (or ``extractor_id``) and ``weights_hash``.
+    Args:
+        a_meta: an extractor, or a result's dict with ``id`` (or ``extractor_id``) and ``weights_hash``.
+        b_meta: the same for the other result.
+
+    Raises:
+        ValueError: the extractors differ, or a result does not record them.
+
+    Example:
+        >>> check_same_extractor({"id": "domain", "weights_hash": "ab12"}, {"id": "domain", "weights_hash": "ab12"})
+        >>> check_same_extractor({"id": "domain", "weights_hash": "ab12"}, {"id": "domain", "weights_hash": "cd34"})
+        Traceback (most recent call last):
+        ...
+        ValueError: results were computed with different feature extractors and are not comparable: ...
     """
     a_id, a_w = _meta_fields(a_meta)
     b_id, b_w = _meta_fields(b_meta)

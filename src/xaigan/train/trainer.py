@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
@@ -30,7 +29,8 @@ from xaigan.train import checkpoint, distributed
 from xaigan.train.distributed import Dist, GlobalNoise
 from xaigan.train.ema import WeightAverage
 from xaigan.train.figures import save_explanations
-from xaigan.train.logging import NullLogger, RunLogger
+from xaigan.train.logging import NullLogger, RunLogger, run_log
+from xaigan.train.progress import ProgressMeter, StepProgress
 from xaigan.train.signals import deferred_stop_signals
 from xaigan.train.step import Augment, gan_step, make_optimizers
 
@@ -38,7 +38,14 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite: training stops there, the last good checkpoint is kept."""
+    """A loss became NaN or infinite: training stops there, the last good checkpoint is kept.
+
+    Example:
+        >>> try:
+        ...     summary = trainer.fit()
+        ... except NonFiniteLossError as exc:
+        ...     print(exc)  # the step it happened at; the last good checkpoint is kept
+    """
 
 
 class Trainer:
@@ -47,6 +54,30 @@ class Trainer:
     ``opt_g``/``opt_d`` default to the paper's Adam; ``guidance`` (see :class:`xaigan.guidance.Guidance`) owns when
     it switches on; ``augment`` is applied to every input of D. ``cfg.d_output == "auto"`` is resolved from D here.
     The constructor builds nothing from names and writes no file: the factories do (:mod:`xaigan.train.factory`).
+
+    Args:
+        G: the generator.
+        D: the discriminator.
+        data: the training images (:class:`xaigan.data.ImageData`).
+        cfg: the run's config.
+        run: the run folder.
+        opt_g: G's optimiser (default: the paper's Adam).
+        opt_d: D's optimiser (default: the paper's Adam).
+        guidance: reshapes G's gradient at the fakes, or None for the standard GAN.
+        augment: applied to every input of D, or None.
+        device: where to train.
+        dist: this process's rank in a distributed run, or None.
+
+    Example:
+        >>> import torch
+        >>> from xaigan import models
+        >>> from xaigan.config import Config
+        >>> from xaigan.data import ImageData
+        >>> data = ImageData(torch.randint(0, 256, (256, 1, 32, 32), dtype=torch.uint8), torch.full((256,), -1))
+        >>> G, D = models.build("mlp")
+        >>> trainer = Trainer(G, D, data, Config(epochs=1, progress=False), "/tmp/xaigan-example-trainer")
+        >>> trainer.fit()["steps"]
+        2
     """
 
     def __init__(
@@ -95,6 +126,8 @@ class Trainer:
         # What the step trains: G and D themselves, or their DistributedDataParallel wrappers.
         self._train_G, self._train_D = self.G, self.D
         self.noise: GlobalNoise | None = None
+        # Where a grid's worker sends its progress (its parent draws the bars); None: shown here if cfg.progress.
+        self.progress_sink: Callable[[StepProgress], None] | None = None
         if dist is not None:
             self._train_G, self._train_D = distributed.wrap(self.G, self.device), distributed.wrap(self.D, self.device)
             self.noise = GlobalNoise(dist, self.cfg.seed, self.cfg.noise_dim, self.device)
@@ -196,7 +229,11 @@ class Trainer:
         :class:`NonFiniteLossError` without checkpointing the broken state."""
         try:
             with deferred_stop_signals() as received:
-                return self._fit(stop_at_step, received)
+                if not self.main:
+                    return self._fit(stop_at_step, received)
+                self.run.path.mkdir(parents=True, exist_ok=True)
+                with run_log(self.run.log_path):
+                    return self._fit(stop_at_step, received)
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -217,12 +254,13 @@ class Trainer:
         self.G.train()
         self.D.train()
         interrupted = False
-        bar = tqdm(
-            total=cfg.epochs * steps_per_epoch,
-            initial=self.epoch * steps_per_epoch + self.position,
-            disable=not cfg.progress or not self.main,
-            desc=self.run.name,
-            dynamic_ncols=True,
+        bar = ProgressMeter(
+            self.run.name,
+            cfg.epochs * steps_per_epoch,
+            self.epoch * steps_per_epoch + self.position,
+            cfg.epochs,
+            show=cfg.progress and self.main,
+            sink=self.progress_sink if self.main else None,
         )
         try:
             while self.epoch < cfg.epochs and not interrupted:
@@ -263,9 +301,10 @@ class Trainer:
                             logger.log({"epoch": self.epoch, "step": self.step, **event})
                     if self.step % cfg.log_every == 0:
                         logger.log({"epoch": self.epoch, "step": self.step, **stats, "sec_per_step": seconds})
-                    bar.update(1)
-                    if self.step % 10 == 0:
-                        bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", refresh=False)
+                    losses = (
+                        {"d": f"{stats['d_loss']:.3f}", "g": f"{stats['g_loss']:.3f}"} if self.step % 10 == 0 else None
+                    )
+                    bar.update(self.step, self.epoch, losses)
                     if stop:
                         interrupted = True
                         break
@@ -273,7 +312,7 @@ class Trainer:
                     self._end_epoch(logger)
                     interrupted = self.dist.any(bool(received)) if self.dist else bool(received)
         finally:
-            bar.close()
+            bar.close(finished=self.epoch >= cfg.epochs)
             logger.close()
             self._logger = None
             self._writer.wait()

@@ -1,0 +1,71 @@
+"""How long one training step of a config takes on this machine, measured before a budgeted job commits to a plan."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+from xaigan.config import Config
+from xaigan.rundir import RunDir
+from xaigan.train.factory import build_parts
+from xaigan.train.step import gan_step
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """A measured training step: its median ``seconds`` and the ``steps_per_epoch`` of the run's data."""
+
+    seconds: float
+    steps_per_epoch: int
+
+
+def time_step(
+    cfg: Config, *, guided: bool = False, seconds: float = 2.0, warmup: int = 3, threads: int = 1
+) -> StepTime:
+    """The median time of one training step of ``cfg`` (D step, G step, weight average), measured in this process.
+
+    Args:
+        cfg: the run's config (its data, nets, precision and guidance are built as a run would build them).
+        guided: time the step with the config's guidance on (as in the epochs after ``xai_start``).
+        seconds: how long to time, after ``warmup`` steps.
+        warmup: steps not timed (first calls allocate memory and pick kernels).
+        threads: the number of threads PyTorch may use meanwhile (as a grid's worker would).
+
+    Returns:
+        The step's median seconds and the steps of one epoch; the trained weights are thrown away and no file is
+        written.
+
+    Example:
+        >>> time_step(Config(dataset="mnist", batch_size=64), seconds=1.0)  # doctest: +SKIP
+        StepTime(seconds=0.034, steps_per_epoch=79)
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = build_parts(cfg, RunDir(scratch))
+            guide = trainer.guidance if guided else None
+            times: list[float] = []
+            deadline = None
+            while deadline is None or time.perf_counter() < deadline:
+                for real in trainer.loader.batches(0, 0):
+                    t0 = time.perf_counter()
+                    tr = trainer
+                    gan_step(tr.G, tr.D, tr.opt_g, tr.opt_d, real, tr.cfg, tr.augment, guide)
+                    if trainer.ema is not None:
+                        trainer.ema.update(trainer.G)
+                    if warmup > 0:
+                        warmup -= 1
+                        continue
+                    times.append(time.perf_counter() - t0)
+                    if deadline is None:
+                        deadline = time.perf_counter() + seconds
+                    if time.perf_counter() >= deadline:
+                        break
+            return StepTime(float(statistics.median(times)), len(trainer.loader))
+    finally:
+        torch.set_num_threads(before)
