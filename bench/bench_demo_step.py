@@ -41,7 +41,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, (cfg, guided) in variants.items():
-            times[name].append(time_step(cfg, guided=guided, seconds=args.seconds).seconds)
+            times[name].append(time_step(cfg, guided=guided, seconds=args.seconds, threads=1).seconds)
     paper = statistics.median(times["paper mlp, batch 64"])
     for name, values in times.items():
         median = statistics.median(values)

@@ -20,7 +20,7 @@ import torch
 
 from xaigan import metrics
 from xaigan.evaluate import PR_K, Evaluator, generate_uint8, load_generator
-from xaigan.metrics.distances import kth_nn_radii
+from xaigan.metrics.manifold import kth_nn_radii
 
 BORDER = 2  # pixels
 

@@ -140,11 +140,16 @@ def _is_temp(path: Path) -> bool:
 
 
 def digest(folder: Path, timed: tuple[str, ...] = ()) -> dict[str, str]:
-    """Every file's digest; files in ``timed`` (reports printing step times) only have to read back whole."""
+    """Every file's digest; files in ``timed`` (reports printing step times) and run logs only have to read back
+    whole."""
     out = {}
     for path in sorted(folder.rglob("*")):
         rel = str(path.relative_to(folder))
         if not path.is_file() or _is_temp(path) or path.name == ".lock":
+            continue
+        if path.suffix == ".log":  # a run's log tells its own history (timestamps, the stop, the resume)
+            path.read_text(encoding="utf-8")  # raises if torn mid-character
+            out[rel] = "log"
             continue
         out[rel] = "read whole" if rel in timed and read_whole(path) else read_whole(path)
     return out

@@ -23,6 +23,7 @@ def test_empty_policy_is_identity():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow
 def test_translation_is_a_zero_filled_integer_shift_per_sample():
     torch.manual_seed(0)
     x = torch.randn(64, 2, 16, 16)

@@ -61,6 +61,7 @@ def _same_weights(a, b) -> bool:
     return all(torch.equal(sa[net][k], sb[net][k]) for net in ("G", "D") for k in sa[net])
 
 
+@pytest.mark.slow
 def test_ray_grid_gives_the_local_executors_results(tmp_path, local_ray):
     import torch
 
@@ -98,6 +99,7 @@ def _train_on_ray(grid, out, seeds, **ray_options):
     return run_grid(grid, out, seeds=seeds, progress=False, evaluate=False, executor="ray", ray_options=ray_options)
 
 
+@pytest.mark.slow
 def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
     grid = _grid(tmp_path, {"normal": {"xai": "none"}}, epochs=3)
     trace = tmp_path / "trace"
@@ -117,6 +119,7 @@ def test_killed_task_is_retried_from_its_checkpoint(tmp_path, local_ray):
     assert RunDir(retried[0]["run_dir"]).state() == "trained"
 
 
+@pytest.mark.slow
 def test_run_failing_every_try_is_reported_and_the_others_finish(tmp_path, local_ray):
     grid = _grid(tmp_path, TWO_CELLS)
     counter = tmp_path / "count"
@@ -137,6 +140,7 @@ def _closed_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("address", "message"),
     [("not-an-address", "must be HOST:PORT"), (f"127.0.0.1:{_closed_port()}", "cannot reach a Ray cluster at")],
@@ -149,6 +153,7 @@ def test_bad_address_is_one_clear_error_and_writes_nothing(tmp_path, capsys, add
     assert code == 2 and message in err and err.count("\n") == 1 and not out.exists()
 
 
+@pytest.mark.slow
 def test_without_ray_the_flag_is_one_clear_error(tmp_path, capsys, monkeypatch):
     grid = _grid(tmp_path, TWO_CELLS)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError

@@ -54,6 +54,7 @@ def _mixture(rng, n, scale=1.0):
     return centres[rng.integers(0, 5, n)] + scale * rng.normal(size=(n, 8))
 
 
+@pytest.mark.slow
 def test_verdicts_on_generators_known_by_construction():
     """Fresh samples of the data's distribution read ~0, noisy copies of training points strongly negative, samples
     spread wider than the data (underfit) strongly positive."""
@@ -110,6 +111,7 @@ def test_a_run_on_all_of_the_train_split_is_held_out_against_the_test_split(tmp_
     np.testing.assert_array_equal(held.images.numpy(), expected)
 
 
+@pytest.mark.slow
 def test_copying_command_on_a_trained_run(tmp_path):
     """A run on half of a folder: ``xaigan copying`` writes copying.json with its training half against the other
     half; a run on all of it gets one error line, exit 2, and nothing written."""

@@ -133,6 +133,7 @@ def _snapshot(root):
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_corrupt_input_is_one_error_line_and_changes_nothing(tmp_path, case, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a default output folder (runs/...) would land here, not in the repository

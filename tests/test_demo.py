@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,24 +26,24 @@ full_demo = pytest.mark.skipif(os.environ.get("XAIGAN_DEMO_TEST") != "1", reason
 
 
 def test_plan_fits_training_and_evaluation_into_the_budget(monkeypatch):
-    """The epochs follow from the measured step and evaluation times by hand: 480 s budget, 5% kept free, 10 s of
+    """The epochs follow from the measured step and evaluation times by hand: 480 s budget, 10% kept free, 10 s of
     worker start, 5 s of report, 40 s of evaluation per run (two runs side by side), 20 s spent so far:
-    room = 456 - 10 - 5 - 40 - 20 = 381 s; the slower cell's 0.05 s x 79 steps = 3.95 s an epoch -> 96 epochs."""
+    room = 432 - 10 - 5 - 40 - 20 = 357 s; the slower cell's 0.05 s x 79 steps = 3.95 s an epoch -> 90 epochs."""
     from xaigan.config import Config
     from xaigan.experiments import budget
 
-    monkeypatch.setattr(budget, "cell_step_seconds", lambda cfg, threads=1: (0.05 if cfg.xai != "none" else 0.04, 79))
+    monkeypatch.setattr(budget, "cell_step_seconds", lambda cfg: (0.05 if cfg.xai != "none" else 0.04, 79))
     monkeypatch.setattr(budget, "evaluation_seconds", lambda cfg, final_n, evals, threads=1: 40.0)
     cfgs = {"normal": Config(dataset="mnist"), "saliency": Config(dataset="mnist", xai="saliency")}
     started = time.perf_counter() - 20.0
     plan = budget.plan_by_time(cfgs, 480.0, started, final_n=5000, evals=4, workers=2)
-    assert plan.epochs == 96 and plan.steps == 96 * 79
+    assert plan.epochs == 90 and plan.steps == 90 * 79
     assert plan.step_s == {"normal": 0.04, "saliency": 0.05}
-    assert plan.estimate_s == pytest.approx(20 + 10 + 5 + 40 + 96 * 79 * 0.05, abs=0.5)
+    assert plan.estimate_s == pytest.approx(20 + 10 + 5 + 40 + 90 * 79 * 0.05, abs=0.5)
     assert plan.estimate_s <= plan.budget_s
     # one worker for two runs: they train one after the other, so each gets half the epochs (rounded down)
     one = budget.plan_by_time(cfgs, 480.0, started, final_n=5000, evals=4, workers=1)
-    assert one.epochs == int((456 - 10 - 5 - 80 - 20) / 2 / (0.05 * 79))
+    assert one.epochs == 40  # (432 - 10 - 5 - 80 - 20) / 2 / 3.95 = 40.1
 
 
 def test_cadence_spreads_evaluations_samples_and_checkpoints():
@@ -61,8 +62,8 @@ def test_slow_machine_is_told_before_training(tmp_path, capsys, monkeypatch):
     chosen = demo._plan(json.loads(json.dumps(demo.DEMO_GRID)), tmp_path, 0, 8.0, time.perf_counter())
     printed = capsys.readouterr().out
     assert chosen["epochs"] == 10 and "790 steps" in printed and "too slow" in printed
-    # 5,000 steps at 0.3 s: (470 + (5000 - 790) * 0.3) / 60 = 28.9 minutes
-    assert "~29 minutes here" in printed and "--minutes 29" in printed
+    # 4,000 steps at 0.3 s: (470 + (4000 - 790) * 0.3) / 60 = 23.9 minutes
+    assert "~24 minutes here" in printed and "--minutes 24" in printed
     assert json.loads((tmp_path / "plan.json").read_text())["steps"] == 790
 
 
@@ -72,13 +73,15 @@ def test_bad_budget_is_one_error_before_anything_is_written(tmp_path, capsys):
         assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "demo").exists()
 
 
-def test_short_demo_reports_findings_and_the_command_for_a_real_answer(tmp_path, capsys):
-    """The demo's path end to end at 2 epochs: table, plain findings, report, and the command for a real answer."""
+@pytest.mark.slow
+def test_short_demo_reports_findings_and_points_to_the_committed_answer(tmp_path, capsys):
+    """The demo's path end to end at 2 epochs: table, plain findings, report, samples side by side, each run's log,
+    and the page with what many seeds found."""
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| normal |" in out and "| saliency |" in out and "confident" in out
     assert "The dataset's own classifier recognises" in out and "seed" in out
-    assert "xaigan reproduce configs/paper/fmnist35.yaml --budget paper --seeds 10" in out
+    assert "docs/findings.md" in out and (Path(__file__).resolve().parent.parent / "docs" / "findings.md").is_file()
     assert (tmp_path / "demo" / "report.html").is_file()
     evals = [json.loads((tmp_path / "demo" / c / "seed_0" / "eval.json").read_text()) for c in ("normal", "saliency")]
     assert all(0 <= e["confident"] <= 1 and 0 <= e["classes_covered"] <= 10 for e in evals)
@@ -116,10 +119,11 @@ def _digit_classifier(images: torch.Tensor, labels: torch.Tensor) -> tuple[nn.Mo
     return net, accuracy
 
 
-# The step count a machine 3x slower than an AMX one affords within the 8-minute budget, run on any machine: the
-# paper MLP's one-thread step takes 0.055 s with AMX and 0.17 s on the slowest CPU we met (AMD EPYC, AVX2); the demo's
-# 8-minute plan on our 0.095 s machine trains SLOW_EPOCHS_DERIVATION (docs/demo.md, "The budget").
-SLOW_MACHINE_EPOCHS = 0
+# The step count a machine 3x slower than an AMX one affords within the 8-minute budget, trained on any machine: the
+# paper MLP's one-thread step takes 0.055 s with AMX, 0.17 s on the slowest CPU we met (an AVX2-only AMD EPYC) and
+# 0.099 s on the machine where the demo's 8-minute plan chose 7,505 steps per run; 7,505 / (0.17 / 0.099) = 4,364
+# steps, rounded down to 55 epochs of 79 (docs/demo.md, "Acceptance").
+SLOW_MACHINE_EPOCHS = 55
 
 
 @full_demo

@@ -29,6 +29,7 @@ def _losses(run):
     return [(r["step"], r["d_loss"], r["g_loss"]) for r in RunDir(run).read_metrics() if "d_loss" in r]
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
     """Same global batch, seed and noise: per-step global losses and final weights agree to float summation order
     (tolerance 1e-5; the models have no dropout, whose masks each rank draws itself)."""
@@ -49,6 +50,7 @@ def test_two_processes_train_like_one(tmp_path):
     assert summary["processes"] == 2 and summary["steps"] == 15
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_every_process(tmp_path):
     # No rank waits for ever on the one that raised: a hang ends in _torchrun's TimeoutExpired, a failure.
     done = _torchrun(2, str(tmp_path / "run"), "fail", timeout=180)
@@ -86,6 +88,7 @@ def _second_checkpoint_write(tmp_path, monkeypatch):
     return [i for i, w in enumerate(writes, 1) if w.endswith("last.pt")][1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
 def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, monkeypatch, first, then):
     write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
@@ -107,12 +110,14 @@ def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, monkeypat
     assert steps == sorted(set(steps))  # steps trained again after the checkpoint replace their first records
 
 
+@pytest.mark.slow
 def test_devices_flag_is_removed_for_the_processes():
     assert without_devices(["train", "--devices", "2", "--quiet"]) == ["train", "--quiet"]
     assert without_devices(["train", "--devices=4", "--out", "x"]) == ["train", "--out", "x"]
     assert cli.main(["train", "--devices", "0"]) == 2
 
 
+@pytest.mark.slow
 def test_evaluation_during_training_gathers_every_ranks_features(tmp_path):
     """Each rank scores its share of the samples; rank 0's FID equals one process scoring the same generator."""
     from xaigan.evaluate import Evaluator, load_generator

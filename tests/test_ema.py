@@ -100,6 +100,7 @@ def test_resume_restores_the_average(tmp_path, cfg):
     assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
 
 
+@pytest.mark.slow
 def test_evaluation_scores_the_average_and_logs_g_beside_it(tmp_path):
     write_image_folder(tmp_path / "imgs32", n=120, size=32, mode="L")  # the domain extractor's size
     base = {"dataset": f"folder:{tmp_path / 'imgs32'}", "epochs": 2, "batch_size": 40, "progress": False}

@@ -80,6 +80,7 @@ def test_evaluate_run_and_cached_reference(trained, capsys):
     assert result["coverage"] == pytest.approx(inside.any(axis=1).mean(), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_eval_during_training_keeps_the_run_identical_and_keeps_best(trained):
     cfg, tmp_path = trained
     from_config(cfg, tmp_path / "plain").fit()

@@ -83,6 +83,7 @@ def test_paper_grids_load(path):
     assert {"none", "saliency", "deeplift-shap", "lime"} <= xais
 
 
+@pytest.mark.slow
 def test_reproduce_skips_finished_and_resumes_partial(tmp_path):
     write_image_folder(tmp_path / "imgs", n=96, size=32, mode="L")
     path = _grid_file(tmp_path, f"folder:{tmp_path / 'imgs'}")
@@ -175,6 +176,7 @@ def test_study_grids_load_at_the_papers_schedule(name):
     assert len(grid.seeds) >= (10 if name == "fmnist35-powered" else 3)
 
 
+@pytest.mark.slow
 def test_reproduce_one_row_runs_that_cell_and_its_baseline_only(tmp_path, capsys):
     """``--cells saliency+da``: the cell and the baseline it is compared with (normal+da), nothing else; an unknown
     cell is one error naming the grid's cells, before anything is written."""

@@ -29,6 +29,7 @@ def references(tmp_path_factory):
     return root, {sc.name: sc for sc in jobs.scenarios()}, fi.build_references(root, jobs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("job", "kind"), SUBSET)
 def test_every_fault_leaves_readable_files_and_a_rerun_identical_to_an_uninterrupted_one(references, job, kind):
     root, scenarios, refs = references
@@ -42,6 +43,7 @@ def test_every_fault_leaves_readable_files_and_a_rerun_identical_to_an_uninterru
         assert trial.fault_rc in (0, 130, 143, -2, -15), trial
 
 
+@pytest.mark.slow
 def test_the_comparison_catches_a_changed_or_torn_file(tmp_path):
     """The harness's own checks: a bit flipped in a checkpoint tensor changes the digest, a torn checkpoint or
     JSON file does not read back, timings are ignored, a torn last metrics line is tolerated (the reader skips it)."""

@@ -67,6 +67,7 @@ def terminal_signals():
         signal.signal(s, handler)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("terminal_signals")
 @pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
 def test_signal_inside_a_step_finishes_it_and_resumes_bit_identical(tmp_path, folder, signum, name):
@@ -173,6 +174,7 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path, folder, capsys, damage)
     assert ckpt.read_bytes() == damaged  # nothing rewritten
 
 
+@pytest.mark.slow
 def test_grid_gets_past_a_run_killed_before_its_first_checkpoint(tmp_path, folder):
     spec = {
         "name": "tiny",
@@ -238,6 +240,7 @@ def test_corrupt_archives_are_format_errors(tmp_path, capsys):
         assert err.count("\n") == 1 and "xaigan: error:" in err and str(tmp_path / folder) in err, err
 
 
+@pytest.mark.slow
 def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, folder, caplog):
     cfg = _cfg(folder)
     train.from_config(cfg, tmp_path / "straight").fit()
@@ -259,6 +262,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, fold
     assert steps == sorted(set(steps))  # no step logged twice
 
 
+@pytest.mark.slow
 def test_epoch_callbacks_run_after_the_checkpoint_and_again_on_resume(tmp_path, folder):
     """A failing evaluation must not cost the epoch it evaluates: the epoch is checkpointed first, marked as
     pending, and its callbacks run again (once) when the run resumes."""
@@ -344,6 +348,7 @@ class _PoisonAt(_SignalInsideStep):
         return out * float("nan") if self.calls == self.at else out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("at", sorted(__import__("random").Random(9).sample(range(1, 13), 4)))
 def test_a_nan_at_a_random_step_stops_there_and_the_resumed_run_is_identical(tmp_path, folder, at):
     cfg = _cfg(folder, epochs=4, xai="saliency", xai_start=0.0, xai_select="all")
@@ -380,6 +385,7 @@ def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(tmp_path, folde
     assert all(torch.isfinite(v).all() for v in kept["D"].values())
 
 
+@pytest.mark.slow
 def test_a_run_whose_config_predates_newer_keys_resumes(tmp_path, folder):
     """config.yaml from an older version lacks keys added since: they take their defaults, the run resumes."""
     cfg = _cfg(folder)

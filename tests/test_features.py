@@ -96,6 +96,7 @@ def test_domain_preprocess_range():
     torch.testing.assert_close(out.flatten(), torch.tensor([-1.0, 1.0, 127 / 127.5 - 1]))
 
 
+@pytest.mark.slow
 def test_load_or_train_domain_caches(tmp_path, small_data, monkeypatch):
     x, y = small_data
     kw = dict(epochs=2, batch_size=64)

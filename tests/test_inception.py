@@ -58,6 +58,7 @@ def test_fid_specific_pooling():
     assert net.Mixed_7b.pool == "avg" and net.Mixed_7c.pool == "max"
 
 
+@pytest.mark.slow
 def test_extractor_loads_strict_and_outputs_2048(weights_file):
     ext = features.get("inception", weights_path=weights_file, batch_size=2)
     assert ext.dim == 2048 and "inception" in ext.id

@@ -12,7 +12,7 @@ from scipy import linalg
 from scipy.spatial.distance import cdist
 
 from xaigan import metrics
-from xaigan.metrics import cache, distances
+from xaigan.metrics import cache, distances, manifold
 
 # ----------------------------------------------------------------------------------------- helpers
 
@@ -228,9 +228,9 @@ def test_kth_nn_radii_match_bruteforce():
     dist = cdist(x, x, "sqeuclidean")
     for k in (1, 2, 4):
         expected = np.array([np.sort(np.delete(row, i))[k - 1] for i, row in enumerate(dist)])
-        np.testing.assert_allclose(distances.kth_nn_radii(x, k, chunk_size=16), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(manifold.kth_nn_radii(x, k, chunk_size=16), expected, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError):
-        distances.kth_nn_radii(x, 50)
+        manifold.kth_nn_radii(x, 50)
 
 
 # ------------------------------------------------------------------------------------------ cache

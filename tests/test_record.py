@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 
+import pytest
 import yaml
 
 from tests.conftest import write_image_folder
@@ -33,6 +34,7 @@ def _reproduce(grid, out, record, seeds, workers="1"):
     return cli.main([*args, "--workers", workers])
 
 
+@pytest.mark.slow
 def test_record_holds_small_artefacts_skips_recorded_runs_and_rebuilds_the_report(tmp_path, capsys):
     grid, record = _grid(tmp_path), tmp_path / "results"
     assert _reproduce(grid, tmp_path / "out", record, 1) == 0
@@ -160,6 +162,7 @@ def test_resolved_settings_are_compared_as_the_trainer_resolves_them(tmp_path):
     check_same_config(spec)  # no data description: D cannot be built, so the resolved settings are not compared
 
 
+@pytest.mark.slow
 def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_train(tmp_path, monkeypatch):
     """A run trained but not yet evaluated when a grid stopped is scored and recorded as soon as the grid starts
     again, not only after every other run's training (which may be interrupted again, for hours)."""
@@ -180,6 +183,7 @@ def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_trai
         assert not (record / cell / "seed_1").exists()
 
 
+@pytest.mark.slow
 def test_each_run_is_recorded_once(tmp_path, monkeypatch):
     """A run trained before the grid started again, and runs trained by workers, are recorded once each, not again
     in the grid's final pass."""

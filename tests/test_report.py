@@ -117,6 +117,7 @@ window.addEventListener('load', () => {
 </script>"""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed")
 def test_report_renders_in_headless_chromium(tmp_path):
     out = fake_grid_output(tmp_path / "grid")

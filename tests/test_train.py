@@ -25,6 +25,7 @@ def _weights(run_dir):
     return state
 
 
+@pytest.mark.slow
 def test_interrupt_and_resume_is_bit_identical(tmp_path, folder_cfg):
     train.from_config(folder_cfg, tmp_path / "straight").fit()
     interrupted = train.from_config(folder_cfg, tmp_path / "resumed")

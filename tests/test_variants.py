@@ -259,6 +259,7 @@ def _folder_cfg(tmp_path, **settings):
     return cfg_mod.resolve({**base, **settings})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("schedule", "expected"), [("ramp-up", [0.15, 0.3]), ("ramp-down", [0.3, 0.15])])
 def test_training_follows_the_schedule(tmp_path, schedule, expected):
     from xaigan.rundir import RunDir

@@ -54,6 +54,7 @@ def _same(a, b):
         assert all(torch.equal(x, y) for x, y in zip(a[key], b[key])), key
 
 
+@pytest.mark.slow
 def test_parallel_runs_equal_one_at_a_time_and_a_dead_worker_resumes(grid, tmp_path):
     one = _reproduce(grid, tmp_path / "one", workers=1)
     assert one.returncode == 0, one.stderr
@@ -69,6 +70,7 @@ def test_parallel_runs_equal_one_at_a_time_and_a_dead_worker_resumes(grid, tmp_p
     _same(_weights(tmp_path / "one"), _weights(tmp_path / "died"))
 
 
+@pytest.mark.slow
 def test_workers_must_be_positive(grid, capsys):
     from xaigan import cli
 
@@ -113,6 +115,7 @@ def _long_grid(tmp_path, epochs: int, seeds: int):
     return out, args + ["--seeds", str(seeds), "--no-eval", "--quiet", "--workers", "2"]
 
 
+@pytest.mark.slow
 def test_workers_stop_when_reproduce_is_killed(tmp_path):
     """SIGKILL of the ``reproduce`` process: its workers checkpoint and exit (none trains on orphaned), and the
     same command afterwards finishes the grid."""
@@ -147,6 +150,7 @@ def _reproduce_seeds(grid, out, seeds):
     return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_grid_without_starting_queued_runs(tmp_path):
     """One worker SIGKILLed mid-run: the pool SIGTERMs the other, which checkpoints its run and must not take a run
     still queued for it (the pool's shutdown would wait for that whole run); reproduce exits 1 at once."""
@@ -170,6 +174,7 @@ def test_a_dead_worker_stops_the_grid_without_starting_queued_runs(tmp_path):
     assert states == ["new"] * 4 + ["partial"] * 2, states
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_grid_cleanly_and_resumes(tmp_path):
     """SIGTERM to ``reproduce`` (how a background study is stopped): the workers checkpoint, the command exits 143
     with the interrupted line last and no warning about the workers' leftovers, and the same command finishes."""

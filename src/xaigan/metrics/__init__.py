@@ -12,26 +12,20 @@ Typical use::
     metrics.precision_recall(real["features"], fake, k=3)
 """
 
-from . import cache, copying, distances, domain, features, inception
+from . import cache, copying, distances, domain, features, inception, manifold
 from .cache import atomic_write, content_hash, real_statistics
-from .distances import (
-    density_coverage,
-    feature_statistics,
-    fid,
-    frechet_distance,
-    kid,
-    manifold_scores,
-    precision_recall,
-)
+from .distances import feature_statistics, fid, frechet_distance, kid
 from .domain import DomainClassifier, load_domain_checkpoint
 from .domain_training import load_or_train_domain, train_domain_classifier
 from .features import FeatureExtractor, check_same_extractor
 from .inception import MissingWeightsError, WeightsMismatchError, download_fid_weights
+from .manifold import density_coverage, manifold_scores, precision_recall
 
 __all__ = [
     "cache",
     "copying",
     "distances",
+    "manifold",
     "domain",
     "features",
     "inception",

@@ -24,7 +24,8 @@ import numpy as np
 from scipy import stats
 from scipy.cluster.vq import kmeans2
 
-from .distances import _DEFAULT_CHUNK, _sq_dist_block, _sq_norms, as_float64
+from .distances import as_float64
+from .manifold import _DEFAULT_CHUNK, _sq_dist_block, _sq_norms
 
 NEAR_QUANTILE = 0.01
 

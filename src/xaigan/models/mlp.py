@@ -6,7 +6,7 @@ from torch import nn
 
 PAPER_G = (256, 512, 1296)
 PAPER_D = (1296, 512, 256)
-# A narrower pair for CPU demos: ~a quarter of the paper's multiplies per step. With Adam at 5e-4 it draws
+# A narrower pair for CPU demos: ~a quarter of the paper's multiplies per step. With Adam at 1e-3 it draws
 # recognisable digits in ~5,000 steps where the paper's recipe at this width needs far more (docs/demo.md).
 SMALL_G = (128, 256, 512)
 SMALL_D = (512, 256, 128)
