@@ -59,7 +59,7 @@ def test_cli_rejects_before_any_work(tmp_path, capsys):
 
 def test_cli_unknown_key_via_set(tmp_path, capsys):
     assert cli.main(["train", "--set", "colour=red", "--out", str(tmp_path / "r")]) == 2
-    assert "unknown config key(s): colour" in capsys.readouterr().err
+    assert "unknown config key 'colour'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

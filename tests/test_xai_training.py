@@ -158,6 +158,6 @@ def test_inert_guidance_is_reported_once_and_strict_stops(tmp_path, folder, caps
     assert len(events) == 1 and events[0]["check"] == "nothing-explained" and events[0]["step"] == 3
     assert all(r["xai_explained"] == 0 for r in records if "xai_explained" in r)
     capsys.readouterr()
-    assert cli.main([*base, "--xai-strict", "true", "--out", str(tmp_path / "strict")]) == 1
+    assert cli.main([*base, "--xai-strict", "--out", str(tmp_path / "strict")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("xaigan: error:") and "3" in err

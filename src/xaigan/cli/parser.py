@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from xaigan import __version__
 from xaigan import config as config_mod
 from xaigan.cli import demo as demo_cmd
 from xaigan.cli import run, study
@@ -13,6 +14,17 @@ from xaigan.config.checks import feature_names
 from xaigan.rundir import LAST
 
 DESCRIPTION = "Train GANs whose generator learns why the discriminator rejected its samples (xAI-GAN)."
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default where it says something: not for ``None``, a switch that is off, or a help line that
+    already states its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
@@ -25,21 +37,25 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
     for option in config_mod.schema():
         if option.group not in groups:
             groups[option.group] = parser.add_argument_group(f"config: {option.group}")
-        metavar = option.type.__name__.upper() if option.type is not bool else "BOOL"
-        groups[option.group].add_argument(
-            "--" + option.name.replace("_", "-"),
-            dest=f"cfg_{option.name}",
-            metavar=metavar,
-            default=argparse.SUPPRESS,  # unset flags leave the lower layers alone (and add no "(default: None)")
-            help=option.describe().replace("%", "%%"),
-        )
+        flag = "--" + option.name.replace("_", "-")
+        # unset flags leave the lower layers alone (and add no "(default: None)")
+        common = {
+            "dest": f"cfg_{option.name}",
+            "default": argparse.SUPPRESS,
+            "help": option.describe().replace("%", "%%"),
+        }
+        if option.type is bool:  # a switch: --xai-strict / --no-xai-strict
+            groups[option.group].add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        else:
+            groups[option.group].add_argument(flag, metavar=option.type.__name__.upper(), **common)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xaigan", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"xaigan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the traceback behind an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = DefaultsFormatter
 
     train = sub.add_parser("train", help="train a GAN (standard or xAI-guided)", formatter_class=fmt)
     train.add_argument("--out", help="run folder (default: runs/NAME)")

@@ -253,7 +253,7 @@ class Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+            raise ConfigError("; ".join(_unknown_key(key, known) for key in unknown))
         return cls(**dict(values))
 
     def replace(self, **changes: Any) -> Config:
@@ -297,7 +297,19 @@ class Option:
             parts.append("one of " + ", ".join(allowed))
         if self.range:
             parts.append(self.range)
+        if self.default is None:  # unset: the help says what that means, or it means nothing is used
+            return "; ".join(parts) + ("" if "default" in self.help else " (default: unset)")
         return "; ".join(parts) + f" (default: {self.default!r})"
+
+
+def _unknown_key(key: str, known: set[str]) -> str:
+    """``unknown config key 'lr_dd'``, with the closest known keys where some are close (``xaigan train --help``
+    lists them all)."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else " (xaigan train --help lists them)"
+    return f"unknown config key {key!r}{hint}"
 
 
 _SCHEMA: list[Option] | None = None

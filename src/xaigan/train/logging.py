@@ -16,6 +16,15 @@ from xaigan.rundir import RunDir
 log = logging.getLogger(__name__)
 
 
+_told: set[str] = set()
+
+
+def _tell_once(message: str) -> None:
+    """Log ``message`` at INFO the first time this process asks, at DEBUG after that."""
+    log.log(logging.DEBUG if message in _told else logging.INFO, message)
+    _told.add(message)
+
+
 class RunLogger:
     """Appends one JSON object per logged step to the run's metrics; mirrors scalars to TensorBoard if present.
 
@@ -41,7 +50,10 @@ class RunLogger:
 
                 self._tb = SummaryWriter(str(run.tensorboard_dir))
             except ImportError:
-                log.debug("tensorboard not installed; skipping TensorBoard logs (pip install 'xaigan[tensorboard]')")
+                _tell_once(
+                    "tensorboard is not installed: no TensorBoard logs (pip install 'xaigan[tensorboard]', or "
+                    "set tensorboard: false)"
+                )
 
     def log(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record) + "\n")
