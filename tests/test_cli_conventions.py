@@ -65,3 +65,14 @@ def test_missing_tensorboard_is_said_once(tmp_path, caplog, monkeypatch):
             run_logging.RunLogger(RunDir(tmp_path / name), tensorboard=True).close()
     said = [r for r in caplog.records if "tensorboard is not installed" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.INFO]
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "data list", "sample RUN", "evaluate RUN", "reproduce G", "report D", "demo"]
+)
+def test_v_and_q_are_taken_after_every_command(command):
+    words = command.split()
+    assert build_parser().parse_args([*words, "-v"]).verbose is True
+    assert build_parser().parse_args(["-v", *words]).verbose is True
+    args = build_parser().parse_args([*words, "-q"])
+    assert args.quiet is True and args.verbose is False

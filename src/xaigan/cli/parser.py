@@ -13,6 +13,7 @@ from xaigan.cli import run, study
 from xaigan.config.checks import feature_names
 from xaigan.rundir import LAST
 
+VERBOSE = "debug logging, and the traceback behind an error"
 DESCRIPTION = "Train GANs whose generator learns why the discriminator rejected its samples (xAI-GAN)."
 
 
@@ -53,7 +54,7 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xaigan", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"xaigan {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and the traceback behind an error")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = DefaultsFormatter
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: runs/NAME)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder (other flags are ignored)")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
-    train.add_argument("--quiet", action="store_true", help="no progress bar (for logs)")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     train.add_argument(
         "--devices",
         type=int,
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write and train nothing: per cell, the runs recorded, unfinished (how far; which process trains them "
         "now) and to start, and the time left at the pace of the finished runs",
     )
-    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
     rep.add_argument(
         "--workers",
         default="auto",
@@ -180,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help="epochs per run, instead of choosing them by time")
     demo.add_argument("--seed", type=int, default=0, help="seed of both runs")
     demo.add_argument("--overwrite", action="store_true", help="discard a previous demo in --out")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
     demo.set_defaults(func=demo_cmd.cmd_demo)
+    for command in sub.choices.values():  # -v and -q after the command too, as pip and ray take them
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE)
+        if "--quiet" not in command._option_string_actions:
+            command.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser

@@ -21,10 +21,19 @@ from xaigan.io import UnreadableFileError
 from xaigan.rundir import LAST, PREVIOUS, RunDir
 from xaigan.train import checkpoint
 from xaigan.train.distributed import Dist
-from xaigan.train.step import pick_device, pick_precision
+from xaigan.train.step import fast_bf16, pick_device, pick_precision
 from xaigan.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
 
 
 class RunExistsError(RuntimeError):
@@ -135,6 +144,11 @@ def build_parts(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
     """A trainer with every part built from ``cfg``: seed, data, models, augmentation and guidance, in the order
     that fixes every random draw. The run folder is neither claimed nor written (:func:`from_config` does that)."""
     device = dist.device(pick_device(cfg.device)) if dist else pick_device(cfg.device)
+    if cfg.precision == "bf16" and not fast_bf16(device):
+        _warn_once(
+            f"precision bf16 on a {device.type} without fast bf16 (no AMX on a CPU): the step may be several times "
+            "slower than fp32 (docs/benchmarks.md); precision auto picks fp32 here"
+        )
     cfg = cfg.replace(precision=pick_precision(cfg.precision, device))  # config.yaml records the one that ran
     checkpoint.seed_everything(cfg.seed)
     data = data_mod.load(

@@ -129,13 +129,14 @@ class ProgressMeter:
             finished,
         )
 
-    def update(self, step: int, epoch: int, postfix: dict[str, str] | None = None) -> None:
-        """Record that ``step`` steps are done and ``epoch`` is under way; show or send if it is time."""
+    def update(self, step: int, epoch: int, stats: dict[str, float] | None = None) -> None:
+        """Record that ``step`` steps are done and ``epoch`` is under way; show or send if it is time. ``stats``:
+        the step's losses (``d_loss``, ``g_loss``), shown on the bar every tenth step."""
         self.trained_here += step - self.step
         if self.bar is not None:
             self.bar.update(step - self.step)
-            if postfix:
-                self.bar.set_postfix(postfix, refresh=False)
+            if stats and step % 10 == 0:
+                self.bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}", refresh=False)
         self.step, self.epoch = step, epoch
         now = time.perf_counter()
         if self.sink is not None and now >= self._next_send:

@@ -31,6 +31,7 @@ from xaigan.train.ema import WeightAverage
 from xaigan.train.figures import save_explanations
 from xaigan.train.logging import NullLogger, RunLogger, run_log
 from xaigan.train.progress import ProgressMeter, StepProgress
+from xaigan.train.provenance import provenance
 from xaigan.train.signals import deferred_stop_signals
 from xaigan.train.step import Augment, gan_step, make_optimizers
 
@@ -126,7 +127,7 @@ class Trainer:
         # What the step trains: G and D themselves, or their DistributedDataParallel wrappers.
         self._train_G, self._train_D = self.G, self.D
         self.noise: GlobalNoise | None = None
-        # Where a grid's worker sends its progress (its parent draws the bars); None: shown here if cfg.progress.
+        # Where a grid's worker sends its progress (its parent shows it); None: shown here if cfg.progress.
         self.progress_sink: Callable[[StepProgress], None] | None = None
         if dist is not None:
             self._train_G, self._train_D = distributed.wrap(self.G, self.device), distributed.wrap(self.D, self.device)
@@ -301,10 +302,7 @@ class Trainer:
                             logger.log({"epoch": self.epoch, "step": self.step, **event})
                     if self.step % cfg.log_every == 0:
                         logger.log({"epoch": self.epoch, "step": self.step, **stats, "sec_per_step": seconds})
-                    losses = (
-                        {"d": f"{stats['d_loss']:.3f}", "g": f"{stats['g_loss']:.3f}"} if self.step % 10 == 0 else None
-                    )
-                    bar.update(self.step, self.epoch, losses)
+                    bar.update(self.step, self.epoch, stats)
                     if stop:
                         interrupted = True
                         break
@@ -390,6 +388,7 @@ class Trainer:
             **self.extra,
             "device": str(self.device),
             "processes": self.dist.world if self.dist else 1,
+            "provenance": provenance(self.device, self.cfg.precision),
             "samples": str(self.run.samples_dir),
         }
         if not self.main:
