@@ -84,6 +84,7 @@ def test_short_real_training_on_fashion_mnist(tmp_path, capsys):
     grid = tmp_path / "grid.png"
     assert cli.main(["sample", str(out), "--n", "16", "--out", str(grid)]) == 0 and grid.is_file()
     assert cli.main(["sample", str(out), "--n", "16", "--out", str(grid)]) == 2
+    assert cli.main(["sample", str(out), "--n", "16", "--out", str(grid), "--overwrite"]) == 0  # as train and demo
     # Resuming a finished run trains nothing more and keeps its samples.
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 34

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="noise seed")
     sample.add_argument("--checkpoint", default=LAST, help="checkpoint file name in the run")
     sample.add_argument("--out", default="samples.png", help="PNG to write")
-    sample.add_argument("--force", action="store_true", help="replace --out if it exists")
+    sample.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sample.set_defaults(func=run.cmd_sample)
 
     ev = sub.add_parser(

@@ -163,8 +163,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not run.checkpoint(args.checkpoint).is_file():
         raise CLIError(f"no checkpoint {run.checkpoint(args.checkpoint)}")
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise CLIError(f"{out} exists; pass --force to replace it")
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"{out} exists; pass --overwrite to replace it")
     G, cfg = load_generator(run, args.checkpoint)
     G.eval()
     z = torch.randn(args.n, cfg.noise_dim, generator=torch.Generator().manual_seed(args.seed))
