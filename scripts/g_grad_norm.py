@@ -19,7 +19,7 @@ from _trained import load_trained
 
 from xaigan.config import Config
 from xaigan.explain import resolve_output
-from xaigan.train.step import _autocast, bce
+from xaigan.train.step import bce, step_autocast
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.batches):
             G.zero_grad(set_to_none=True)
             z = torch.randn(cfg.batch_size, cfg.noise_dim, generator=gen)
-            with _autocast(cfg, torch.device("cpu")):  # the run's precision, as its step used it
+            with step_autocast(cfg, torch.device("cpu")):  # the run's precision, as its step used it
                 loss = bce(D(G(z)).float(), cfg.label_real, kind)
             loss.backward()
             norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in G.parameters()])))  # clipping's norm

@@ -110,3 +110,59 @@ def test_old_config_without_new_keys_still_resumes(tmp_path):
         del stored[key]
     cfg = config.Config.from_dict(stored)
     assert cfg.d_output == "auto" and cfg.xai_patience == 50 and cfg.xai_strict is False
+
+
+def _private_imports(path: Path, root: Path) -> list[str]:
+    """``from M import _name`` (another module's private name) and imports of a ``_module`` from outside its
+    package, in one file (``root``: the folder its dotted name starts from)."""
+    import ast
+
+    here = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+    package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:  # relative: resolved against this file's package
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            module = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            module = node.module or ""
+        if not module.startswith("xaigan"):
+            continue
+        parts = module.split(".")
+        for i, part in enumerate(parts):
+            owner = ".".join(parts[:i])  # the package a private module belongs to
+            if part.startswith("_") and not (package == owner or package.startswith(owner + ".")):
+                found.append(f"{here}: imports private module {module}")
+        private = [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")]
+        found += [f"{here}: imports {name} from {module}" for name in private]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name starting with ``_`` belongs to its module (and a ``_module`` to its package): used elsewhere, it is
+    public and must be named so."""
+    src = Path(__file__).resolve().parent.parent / "src"
+    scripts = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted((src / "xaigan").rglob("*.py")):
+        found += _private_imports(path, src)
+    for folder in ("scripts", "bench"):
+        for path in sorted((scripts / folder).glob("*.py")):
+            found += _private_imports(path, scripts)
+    assert not found, "\n".join(found)
+
+
+def test_the_private_import_scan_finds_what_it_should(tmp_path):
+    (tmp_path / "xaigan" / "guidance").mkdir(parents=True)
+    (tmp_path / "xaigan" / "explain").mkdir(parents=True)
+    outside = tmp_path / "xaigan" / "guidance" / "x.py"
+    outside.write_text("from xaigan.explain._base import y\nfrom xaigan.train.step import _step, ok\n")
+    inside = tmp_path / "xaigan" / "explain" / "y.py"
+    inside.write_text("from xaigan.explain._base import z\nfrom ._chain import w\nfrom xaigan import __version__\n")
+    assert _private_imports(outside, tmp_path) == [
+        "xaigan.guidance.x: imports private module xaigan.explain._base",
+        "xaigan.guidance.x: imports _step from xaigan.train.step",
+    ]
+    assert _private_imports(inside, tmp_path) == []

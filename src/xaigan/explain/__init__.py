@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from xaigan.explain._base import (
+    MODES,
     OUTPUTS,
     TARGETS,
     ExplainedModel,
@@ -40,6 +41,7 @@ from xaigan.explain._base import (
     protected,
     resolve_mode,
     resolve_output,
+    target_of_output,
 )
 from xaigan.explain.deeplift import deeplift, deeplift_shap
 from xaigan.explain.gradients import input_x_gradient, integrated_gradients, integrated_gradients_real, smoothgrad
@@ -308,6 +310,7 @@ def explain(
 
 
 __all__ = [
+    "MODES",
     "OUTPUTS",
     "PRECISIONS",
     "REGISTRY",
@@ -333,4 +336,5 @@ __all__ = [
     "resolve_output",
     "saliency",
     "smoothgrad",
+    "target_of_output",
 ]

@@ -17,6 +17,7 @@ OUTPUTS = ("logit", "prob")
 TARGETS = ("output", "prob", "logit")
 """What an explanation is of: what D returns, its probability of "real", or its logit."""
 MODES = ("auto", "eval", "train", "batch", "step")
+"""How D is explained: see :func:`protected` and :func:`resolve_mode`."""
 
 
 def _last_module(d: nn.Module) -> nn.Module:
@@ -244,7 +245,22 @@ class ExplainedModel(nn.Module):
 
 def target_of_output(out: Tensor, target: str, d_output: str) -> Tensor:
     """What :class:`ExplainedModel` explains, computed from D's raw outputs ``out`` (``d_output`` resolved):
-    the probability of real, the logit or the output itself."""
+    the probability of real, the logit or the output itself.
+
+    Args:
+        out: D's raw outputs.
+        target: ``"prob"`` (the probability of real), ``"logit"``, or what D returns.
+        d_output: whether D returns a ``"logit"`` or a ``"prob"`` (resolved, not ``"auto"``).
+
+    Returns:
+        The explained quantity, shaped like ``out``.
+
+    Example:
+        >>> import torch
+        >>> target_of_output(torch.zeros(2, 1), "prob", "logit")
+        tensor([[0.5000],
+                [0.5000]])
+    """
     if d_output == "logit" and target == "prob":
         return torch.sigmoid(out)
     if d_output == "prob" and target == "logit":

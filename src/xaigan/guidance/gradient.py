@@ -19,7 +19,7 @@ class _Guide(torch.autograd.Function):
         return grad * (1 + ctx.alpha * mask), None, None
 
 
-def _broadcasts(shape: torch.Size, target: torch.Size) -> bool:
+def broadcasts(shape: torch.Size, target: torch.Size) -> bool:
     try:
         return torch.broadcast_shapes(shape, target) == target
     except RuntimeError:
@@ -49,7 +49,7 @@ def apply(x: Tensor, mask: Tensor | float, alpha: float = 0.2) -> Tensor:
         [1.0, 1.0, 1.5, 1.5]
     """
     mask = torch.as_tensor(mask).detach().to(device=x.device, dtype=x.dtype)
-    if not _broadcasts(mask.shape, x.shape):
+    if not broadcasts(mask.shape, x.shape):
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(x.shape)}")
     if alpha == 0:
         return x
@@ -89,6 +89,6 @@ def scale(x: Tensor, factor: Tensor) -> Tensor:
         [1.0, 1.0, 0.0, 0.0]
     """
     factor = torch.as_tensor(factor).detach().to(device=x.device, dtype=x.dtype)
-    if not _broadcasts(factor.shape, x.shape):
+    if not broadcasts(factor.shape, x.shape):
         raise ValueError(f"factor of shape {tuple(factor.shape)} does not broadcast to {tuple(x.shape)}")
     return _Scale.apply(x, factor)

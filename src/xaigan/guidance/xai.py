@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from xaigan import explain as _explain
-from xaigan.explain._base import (
+from xaigan.explain import (
     MODES,
     OUTPUTS,
     TARGETS,
@@ -21,7 +21,7 @@ from xaigan.explain._base import (
     resolve_output,
     target_of_output,
 )
-from xaigan.guidance.gradient import _broadcasts, apply, scale
+from xaigan.guidance.gradient import apply, broadcasts, scale
 from xaigan.guidance.health import HealthCheck
 from xaigan.guidance.masks import (
     NORMALIZE,
@@ -222,7 +222,7 @@ class XAIGuidance:
             else:
                 prior = torch.as_tensor(self.prior).detach()
             prior = prior.to(device=x.device, dtype=x.dtype)
-            if not _broadcasts(prior.shape, x.shape[1:]):
+            if not broadcasts(prior.shape, x.shape[1:]):
                 raise ValueError(
                     f"prior of shape {tuple(prior.shape)} does not broadcast to one image {tuple(x.shape[1:])}"
                 )

@@ -25,19 +25,19 @@ from scipy import stats
 from scipy.cluster.vq import kmeans2
 
 from .distances import as_float64
-from .manifold import _DEFAULT_CHUNK, _sq_dist_block, _sq_norms
+from .manifold import DEFAULT_CHUNK, sq_dist_block, sq_norms
 
 NEAR_QUANTILE = 0.01
 
 
-def nearest(x: Any, ref: Any, *, chunk_size: int = _DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def nearest(x: Any, ref: Any, *, chunk_size: int = DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distance from every row of ``x`` to its nearest row of ``ref``, and that row's index."""
     x, ref = as_float64(x, "x"), as_float64(ref, "ref")
-    ref_sq = _sq_norms(ref)
+    ref_sq = sq_norms(ref)
     dist, index = np.empty(len(x)), np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), chunk_size):
         block = x[start : start + chunk_size]
-        d = _sq_dist_block(block, _sq_norms(block), ref, ref_sq)
+        d = sq_dist_block(block, sq_norms(block), ref, ref_sq)
         index[start : start + len(block)] = d.argmin(axis=1)
         dist[start : start + len(block)] = d[np.arange(len(block)), index[start : start + len(block)]]
     return np.sqrt(dist), index

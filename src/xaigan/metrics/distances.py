@@ -182,7 +182,9 @@ def fid(features_a: Any, features_b: Any) -> float:
 fid_from_features = fid
 
 
-def _pair(a: Any, b: Any, names: tuple[str, str] = ("features_real", "features_fake")) -> tuple[np.ndarray, np.ndarray]:
+def paired_features(
+    a: Any, b: Any, names: tuple[str, str] = ("features_real", "features_fake")
+) -> tuple[np.ndarray, np.ndarray]:
     """Two feature sets as float64 matrices of the same width (else one ValueError naming the mismatch)."""
     a, b = as_float64(a, names[0]), as_float64(b, names[1])
     if a.shape[1] != b.shape[1]:
@@ -261,7 +263,7 @@ def kid(
         >>> mean > 0
         True
     """
-    a, b = _pair(features_a, features_b, ("features_a", "features_b"))
+    a, b = paired_features(features_a, features_b, ("features_a", "features_b"))
     if num_subsets < 1:
         raise ValueError("num_subsets must be >= 1")
     m = min(int(subset_size), a.shape[0], b.shape[0])

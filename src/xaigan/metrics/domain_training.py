@@ -27,7 +27,7 @@ from .domain import (
     load_domain_checkpoint,
     save_domain_checkpoint,
 )
-from .features import _as_uint8_nchw
+from .features import as_uint8_nchw
 
 __all__ = ["corrupt", "evaluate_accuracy", "load_or_train_domain", "train_domain_classifier"]
 
@@ -132,7 +132,7 @@ def train_domain_classifier(
         >>> mnist = data.load("mnist")
         >>> model, accuracy = train_domain_classifier(mnist.images, mnist.labels, epochs=1)
     """
-    images = _as_uint8_nchw(images_uint8)
+    images = as_uint8_nchw(images_uint8)
     labels_t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
     labels_t = labels_t.to(torch.int64).reshape(-1)
     if labels_t.shape[0] != images.shape[0]:
@@ -146,7 +146,7 @@ def train_domain_classifier(
         x_val, y_val = images[val_idx], labels_t[val_idx]
     else:
         x_tr, y_tr = images, labels_t
-        x_val = _as_uint8_nchw(val_images)
+        x_val = as_uint8_nchw(val_images)
         y_val = torch.as_tensor(np.asarray(val_labels) if not isinstance(val_labels, torch.Tensor) else val_labels)
         y_val = y_val.to(torch.int64).reshape(-1)
     device = torch.device(device)
@@ -259,7 +259,7 @@ def load_or_train_domain(
         >>> meta["cached"]  # trained (and saved) by the call above, read back from now on
         False
     """
-    images = _as_uint8_nchw(images_uint8)
+    images = as_uint8_nchw(images_uint8)
     if dataset_hash is None:
         dataset_hash = content_hash(images)
     labels_hash = content_hash(torch.as_tensor(np.asarray(labels)).to(torch.int64))
@@ -271,7 +271,7 @@ def load_or_train_domain(
     arch = domain_arch_id(images.shape[1], num_classes, widths, hidden)
     hp = {k: v for k, v in train_kwargs.items() if k not in ("device", "val_images", "val_labels", "log")}
     if train_kwargs.get("val_images") is not None:
-        hp["val_hash"] = content_hash(_as_uint8_nchw(train_kwargs["val_images"]))
+        hp["val_hash"] = content_hash(as_uint8_nchw(train_kwargs["val_images"]))
     key_src = json.dumps(
         {"data": dataset_hash, "labels": labels_hash, "arch": arch, "seed": int(seed), "hp": hp},
         sort_keys=True,

@@ -55,7 +55,7 @@ def state_dict_hash(module_or_state: nn.Module | Mapping[str, torch.Tensor], len
     return h.hexdigest()[:length]
 
 
-def _as_uint8_nchw(images: Any) -> torch.Tensor:
+def as_uint8_nchw(images: Any) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
@@ -121,7 +121,7 @@ class FeatureExtractor:
         return None
 
     def __call__(self, images_uint8: Any) -> np.ndarray:
-        images = _as_uint8_nchw(images_uint8)
+        images = as_uint8_nchw(images_uint8)
         n = images.shape[0]
         out = np.empty((n, self.dim), dtype=np.float64)
         self.net.eval()

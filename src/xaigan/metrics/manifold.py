@@ -15,19 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from .distances import _pair, as_float64
+from .distances import as_float64, paired_features
 
 __all__ = ["density_coverage", "kth_nn_radii", "manifold_scores", "precision_recall"]
 
 # Row-chunk size for pairwise distance computations: 1024 x 10k float64 = 80 MB per block.
-_DEFAULT_CHUNK = 1024
+DEFAULT_CHUNK = 1024
 
 
-def _sq_norms(x: np.ndarray) -> np.ndarray:
+def sq_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
-def _sq_dist_block(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+def sq_dist_block(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
     d = a @ b.T
     d *= -2.0
     d += a_sq[:, None]
@@ -36,7 +36,7 @@ def _sq_dist_block(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndar
     return d
 
 
-def kth_nn_radii(x: Any, k: int = 3, *, chunk_size: int = _DEFAULT_CHUNK) -> np.ndarray:
+def kth_nn_radii(x: Any, k: int = 3, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
     """Squared distance from every row of ``x`` to its k-th nearest neighbour in ``x`` (self excluded).
 
     Self is excluded by position: in each row's sorted distances the self-distance 0 sits at index
@@ -47,11 +47,11 @@ def kth_nn_radii(x: Any, k: int = 3, *, chunk_size: int = _DEFAULT_CHUNK) -> np.
     n = x.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, N-1] = [1, {n - 1}], got {k}")
-    x_sq = _sq_norms(x)
+    x_sq = sq_norms(x)
     radii = np.empty(n, dtype=np.float64)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        d = _sq_dist_block(x[start:stop], x_sq[start:stop], x, x_sq)
+        d = sq_dist_block(x[start:stop], x_sq[start:stop], x, x_sq)
         # Force the self-distance to exactly 0 (round-off in the expansion can leave ~1e-12).
         d[np.arange(stop - start), np.arange(start, stop)] = 0.0
         radii[start:stop] = np.partition(d, k, axis=1)[:, k]
@@ -63,13 +63,13 @@ def _knn_scores(real: np.ndarray, fake: np.ndarray, k: int, chunk_size: int, rec
     pass over the real x fake distance matrix, row-chunked over the real set."""
     r_real = kth_nn_radii(real, k, chunk_size=chunk_size)
     r_fake = kth_nn_radii(fake, k, chunk_size=chunk_size) if recall else None
-    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
+    real_sq, fake_sq = sq_norms(real), sq_norms(fake)
     balls_per_fake = np.zeros(fake.shape[0], dtype=np.int64)  # precision: > 0; density: the sum
     covered = np.zeros(real.shape[0], dtype=bool)  # coverage numerator
     real_in_fake = np.zeros(real.shape[0], dtype=bool)  # recall numerator
     for start in range(0, real.shape[0], chunk_size):
         stop = min(start + chunk_size, real.shape[0])
-        d = _sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq)  # (chunk, n_fake)
+        d = sq_dist_block(real[start:stop], real_sq[start:stop], fake, fake_sq)  # (chunk, n_fake)
         inside = d <= r_real[start:stop, None]
         balls_per_fake += inside.sum(axis=0)
         covered[start:stop] = inside.any(axis=1)
@@ -86,7 +86,7 @@ def _knn_scores(real: np.ndarray, fake: np.ndarray, k: int, chunk_size: int, rec
 
 
 def manifold_scores(
-    features_real: Any, features_fake: Any, k: int = 5, *, chunk_size: int = _DEFAULT_CHUNK
+    features_real: Any, features_fake: Any, k: int = 5, *, chunk_size: int = DEFAULT_CHUNK
 ) -> dict[str, float]:
     """``precision``, ``recall`` (:func:`precision_recall`), ``density`` and ``coverage`` (:func:`density_coverage`)
     from one pass over the distances.
@@ -106,7 +106,7 @@ def manifold_scores(
         >>> sorted(manifold_scores(a, a))
         ['coverage', 'density', 'precision', 'recall']
     """
-    real, fake = _pair(features_real, features_fake)
+    real, fake = paired_features(features_real, features_fake)
     return _knn_scores(real, fake, k, chunk_size, recall=True)
 
 
@@ -115,7 +115,7 @@ def precision_recall(
     features_fake: Any,
     k: int = 3,
     *,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii.
 
@@ -146,7 +146,7 @@ def density_coverage(
     features_fake: Any,
     k: int = 5,
     *,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[float, float]:
     """Density and coverage (Naeem et al. 2020) with the real set's k-NN radii only; ``(density, coverage)``.
 
@@ -169,6 +169,6 @@ def density_coverage(
         >>> density_coverage(a, a)[1]
         1.0
     """
-    real, fake = _pair(features_real, features_fake)
+    real, fake = paired_features(features_real, features_fake)
     scores = _knn_scores(real, fake, k, chunk_size, recall=False)
     return scores["density"], scores["coverage"]

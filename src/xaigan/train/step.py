@@ -117,7 +117,7 @@ def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config) -> tuple[torch.opti
     )
 
 
-def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
+def step_autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
     if cfg.precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -177,7 +177,7 @@ def gan_step(
 
     inner = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
     kind = resolve_output(inner, cfg.d_output)
-    autocast = _autocast(cfg, device)
+    autocast = step_autocast(cfg, device)
     fast = cfg.precision != "fp32"
     for _ in range(cfg.d_steps):
         with torch.no_grad(), autocast:  # D's step needs no graph through G
