@@ -3,7 +3,7 @@
 # are skipped, checkpoints under runs/ resumed). Run in the background on a quiet 2-core machine and commit results/
 # as runs land; stop with `pkill -TERM -f "xaigan reproduce"` (the workers checkpoint and exit).
 # COMMIT_EVERY=SECONDS commits the new records under results/ (and nothing else) that often, and once at the end, so
-# that a session ending mid-study loses only the runs in flight:
+# that a machine lost mid-study loses only the runs in flight:
 #   COMMIT_EVERY=300 nohup scripts/run_studies.sh > /tmp/studies.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,5 +43,5 @@ study fmnist-efficiency-mlp
 # fmnist35-ema-dose no longer copies fmnist35-ema-controls' normal and saliency-flat runs: those were scored with
 # the extractor lost on 2026-12-04 (cac9d42d77ca96c8), every new run with the shipped one (docs/studies.md)
 study fmnist35-ema-dose
-# the DCGAN's equal-steps grid (fmnist-efficiency-steps) ran on a lent GPU (scripts/device_study.sh): done
+# the DCGAN's equal-steps grid (fmnist-efficiency-steps) ran on a GPU (docs/studies.md, "On a GPU machine"): done
 echo "== done $(date -u +%FT%TZ)"

@@ -1,5 +1,5 @@
 """A grid's record: the small artefacts of every finished run, kept apart from the run folders so that they can be
-committed, and a study of many hours can go on in another session or on another machine.
+committed, and a study of many hours can go on later or on another machine.
 
 ``RECORD/CELL/seed_N/`` holds the run's config, data description, summary, evaluation, a thinned ``metrics.jsonl``
 (every evaluation and epoch record, at most ~``KEEP_STEPS`` step records), its last sample grid and three explanation
