@@ -47,6 +47,7 @@ def test_missing_tensorboard_is_said_once(tmp_path, caplog, monkeypatch):
     import builtins
     import logging
 
+    from xaigan import process
     from xaigan.rundir import RunDir
     from xaigan.train import logging as run_logging
 
@@ -58,7 +59,7 @@ def test_missing_tensorboard_is_said_once(tmp_path, caplog, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    monkeypatch.setattr(run_logging, "_told", set())
+    monkeypatch.setattr(process, "_said", set())
     with caplog.at_level(logging.INFO, logger="xaigan"):
         for name in ("a", "b"):
             (tmp_path / name).mkdir()

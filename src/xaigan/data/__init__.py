@@ -16,6 +16,7 @@ from xaigan.data.datasets import REGISTRY, DatasetSpec, resolve
 from xaigan.data.loader import Loader, epoch_permutation, to_float
 from xaigan.data.sources import DataUnavailableError, Resolved, home
 from xaigan.io import content_hash
+from xaigan.process import log_once
 
 __all__ = [
     "REGISTRY",
@@ -87,16 +88,6 @@ def select_fraction(n: int, fraction: float, subset: str, seed: int) -> np.ndarr
     return np.sort(np.random.default_rng(seed).permutation(n)[:keep])
 
 
-_said: set[str] = set()
-
-
-def _say_once(level: int, message: str) -> None:
-    """Log ``message`` at ``level`` the first time this process loads data that way, at DEBUG after (a job that
-    loads the same dataset several times says where it came from once)."""
-    log.log(logging.DEBUG if message in _said else level, "%s", message)
-    _said.add(message)
-
-
 def _read(name: str, split: str, data_dir: str | None, download: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     if name.startswith(FOLDER_PREFIX):
         folder = Path(name[len(FOLDER_PREFIX) :]).expanduser()
@@ -114,11 +105,13 @@ def _read(name: str, split: str, data_dir: str | None, download: bool) -> tuple[
         _, images, labels = subset
         meta.update(note=found.note, split="all", subset_of=name)
         if split != "all":
-            _say_once(logging.WARNING, f"{name} offline subset has no train/test split; using all {len(images)} images")
-        _say_once(logging.WARNING, found.note)
+            log_once(
+                log, logging.WARNING, f"{name} offline subset has no train/test split; using all {len(images)} images"
+            )
+        log_once(log, logging.WARNING, found.note)
     else:
         images, labels = spec.reader(found.files, split)
-    _say_once(logging.INFO, f"{name} ({meta['split']}): {len(images)} images from {found.source} {found.location}")
+    log_once(log, logging.INFO, f"{name} ({meta['split']}): {len(images)} images from {found.source} {found.location}")
     return images, labels, meta
 
 

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from xaigan import models
 from xaigan.config import Config
 from xaigan.evaluate import Evaluator
+from xaigan.experiments.workers import threads_per_worker
+from xaigan.process import fixed_threads
 from xaigan.train.timing import time_step
 
 WORKER_START_S = 10.0  # spawning a worker, importing torch, loading the data and building the nets
@@ -79,9 +79,7 @@ def evaluation_seconds(cfg: Config, final_n: int, evals: int, threads: int = 1) 
     """Estimated seconds of one run's evaluations: ``evals`` in training (``eval_n`` samples, the weight average
     and G itself) and a final one of ``final_n`` samples, from one timed scoring of ``eval_n`` samples here. Builds
     the reference statistics first (they are cached, so the runs' own evaluations reuse them)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with fixed_threads(threads):
         evaluator = Evaluator(
             cfg.dataset, data_dir=cfg.data_dir, reference=cfg.eval_reference, features=cfg.eval_features
         )
@@ -89,8 +87,6 @@ def evaluation_seconds(cfg: Config, final_n: int, evals: int, threads: int = 1) 
         t0 = time.perf_counter()
         evaluator.score_generator(G.eval(), cfg.eval_n, cfg.noise_dim, seed=0)
         per_sample = (time.perf_counter() - t0) / cfg.eval_n
-    finally:
-        torch.set_num_threads(before)
     in_training = evals * cfg.eval_n * (2 if cfg.g_ema > 0 else 1)
     return per_sample * (in_training + final_n)
 
@@ -119,15 +115,11 @@ def plan_by_time(
         The plan; its ``epochs`` is at least 1 even where the budget allows none (``estimate_s`` then exceeds
         ``budget_s``, and the caller says so).
     """
-    threads = max(1, (torch.get_num_threads() or 1) // max(1, workers))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:  # the cells side by side, as their workers will train them: they share the memory bus and the cache
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(cfgs)))) as pool:
-            futures = {cell: pool.submit(cell_step_seconds, cfg) for cell, cfg in cfgs.items()}
-            measured = {cell: future.result() for cell, future in futures.items()}
-    finally:
-        torch.set_num_threads(before)
+    threads = threads_per_worker(max(1, workers))  # as each worker will train
+    # the cells side by side, as their workers will train them: they share the memory bus and the cache
+    with fixed_threads(threads), ThreadPoolExecutor(max_workers=max(1, min(workers, len(cfgs)))) as pool:
+        futures = {cell: pool.submit(cell_step_seconds, cfg) for cell, cfg in cfgs.items()}
+        measured = {cell: future.result() for cell, future in futures.items()}
     step_s = {cell: seconds for cell, (seconds, _) in measured.items()}
     steps_per_epoch = max(n for _, n in measured.values())
     first = next(iter(cfgs.values()))

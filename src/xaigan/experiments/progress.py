@@ -63,8 +63,6 @@ class GridProgress:
         bar.update(p.step - bar.n)
         eta = self.eta()
         bar.set_postfix_str(f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}, grid ~{clock(eta)} left", refresh=True)
-        if p.finished:
-            bar.refresh()
 
     def eta(self) -> float | None:
         """Seconds until every run in :attr:`labels` has trained: the runs in flight at their own rates, the runs

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaigan.io import content_hash
+from xaigan.process import fixed_threads
 
 from .domain import (
     DomainClassifier,
@@ -213,12 +214,8 @@ def _fixed_threads(n: int, device: torch.device) -> Iterator[None]:
     if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    with fixed_threads(n):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def load_or_train_domain(

@@ -18,6 +18,7 @@ from xaigan.augment import DiffAugment, ExplainedCutout
 from xaigan.config import Config, ConfigError
 from xaigan.guidance import XAIGuidance
 from xaigan.io import UnreadableFileError
+from xaigan.process import log_once
 from xaigan.rundir import LAST, PREVIOUS, RunDir
 from xaigan.train import checkpoint
 from xaigan.train.distributed import Dist
@@ -25,15 +26,6 @@ from xaigan.train.step import fast_bf16, pick_device, pick_precision
 from xaigan.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
 
 
 class RunExistsError(RuntimeError):
@@ -145,9 +137,11 @@ def build_parts(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
     that fixes every random draw. The run folder is neither claimed nor written (:func:`from_config` does that)."""
     device = dist.device(pick_device(cfg.device)) if dist else pick_device(cfg.device)
     if cfg.precision == "bf16" and not fast_bf16(device):
-        _warn_once(
+        log_once(
+            log,
+            logging.WARNING,
             f"precision bf16 on a {device.type} without fast bf16 (no AMX on a CPU): the step may be several times "
-            "slower than fp32 (docs/benchmarks.md); precision auto picks fp32 here"
+            "slower than fp32 (docs/benchmarks.md); precision auto picks fp32 here",
         )
     cfg = cfg.replace(precision=pick_precision(cfg.precision, device))  # config.yaml records the one that ran
     checkpoint.seed_everything(cfg.seed)

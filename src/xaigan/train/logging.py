@@ -11,18 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from xaigan.process import log_once
 from xaigan.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-
-_told: set[str] = set()
-
-
-def _tell_once(message: str) -> None:
-    """Log ``message`` at INFO the first time this process asks, at DEBUG after that."""
-    log.log(logging.DEBUG if message in _told else logging.INFO, message)
-    _told.add(message)
 
 
 class RunLogger:
@@ -50,9 +42,11 @@ class RunLogger:
 
                 self._tb = SummaryWriter(str(run.tensorboard_dir))
             except ImportError:
-                _tell_once(
+                log_once(
+                    log,
+                    logging.INFO,
                     "tensorboard is not installed: no TensorBoard logs (pip install 'xaigan[tensorboard]', or "
-                    "set tensorboard: false)"
+                    "set tensorboard: false)",
                 )
 
     def log(self, record: dict[str, Any]) -> None:

@@ -7,9 +7,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-import torch
-
 from xaigan.config import Config
+from xaigan.process import fixed_threads
 from xaigan.rundir import RunDir
 from xaigan.train.factory import build_parts
 from xaigan.train.step import gan_step
@@ -44,32 +43,24 @@ def time_step(
         >>> time_step(Config(dataset="mnist", batch_size=64), seconds=1.0)  # doctest: +SKIP
         StepTime(seconds=0.034, steps_per_epoch=79)
     """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            trainer = build_parts(cfg, RunDir(scratch))
-            guide = trainer.guidance if guided else None
-            times: list[float] = []
-            deadline = None
-            while deadline is None or time.perf_counter() < deadline:
-                t0 = time.perf_counter()  # each step timed with the fetch of its batch, as the trainer runs it
-                for real in trainer.loader.batches(0, 0):
-                    tr = trainer
-                    gan_step(tr.G, tr.D, tr.opt_g, tr.opt_d, real, tr.cfg, tr.augment, guide)
-                    if trainer.ema is not None:
-                        trainer.ema.update(trainer.G)
-                    now = time.perf_counter()
-                    if warmup > 0:
-                        warmup -= 1
-                    else:
-                        times.append(now - t0)
-                        deadline = deadline or now + seconds
-                        if now >= deadline:
-                            break
-                    t0 = time.perf_counter()
-            return StepTime(float(statistics.fmean(times)), len(trainer.loader))
-    finally:
-        if threads is not None:
-            torch.set_num_threads(before)
+    with fixed_threads(threads), tempfile.TemporaryDirectory() as scratch:
+        tr = build_parts(cfg, RunDir(scratch))
+        guide = tr.guidance if guided else None
+        times: list[float] = []
+        deadline = None
+        while deadline is None or time.perf_counter() < deadline:
+            t0 = time.perf_counter()  # each step timed with the fetch of its batch, as the trainer runs it
+            for real in tr.loader.batches(0, 0):
+                gan_step(tr.G, tr.D, tr.opt_g, tr.opt_d, real, tr.cfg, tr.augment, guide)
+                if tr.ema is not None:
+                    tr.ema.update(tr.G)
+                now = time.perf_counter()
+                if warmup > 0:
+                    warmup -= 1
+                else:
+                    times.append(now - t0)
+                    deadline = deadline or now + seconds
+                    if now >= deadline:
+                        break
+                t0 = time.perf_counter()
+        return StepTime(float(statistics.fmean(times)), len(tr.loader))
