@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from xaigan.errors import InputError
+
 FAILPOINT_ENV = "XAIGAN_FAILPOINT"
 _write_count = itertools.count(1)
 
@@ -153,7 +155,7 @@ def save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-class UnreadableFileError(ValueError):
+class UnreadableFileError(InputError):
     """A file that exists but cannot be read as what it should be (truncated, garbled or foreign)."""
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from xaigan.errors import InputError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError, ValueError):
+class UnknownNameError(InputError, KeyError):
     """A name no entry is registered under: a lookup error and a bad value at once, so callers catching either
     see it; ``str()`` is the plain message (not KeyError's quoted repr)."""
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from xaigan.errors import InputError
 from xaigan.io import atomic_write_text, remove_stale_temps
 
 LAST = "last.pt"
@@ -37,7 +38,7 @@ PREVIOUS = "previous.pt"
 BEST = "best.pt"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(InputError):
     """Another process is training or resuming this run."""
 
 

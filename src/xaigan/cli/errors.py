@@ -1,5 +1,7 @@
 """Errors the command line reports as one line."""
 
+from xaigan.errors import InputError
 
-class CLIError(Exception):
+
+class CLIError(InputError):
     """A user error: printed as one line, exit status 2."""

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xaigan.errors import InputError
 from xaigan.io import md5_file
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Resolved:
     tried: list[str] = field(default_factory=list)
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(InputError):
     """No source could supply a dataset."""
 
 

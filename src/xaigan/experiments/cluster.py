@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xaigan.config import Config
+from xaigan.errors import InputError
 from xaigan.experiments.grid import RunSpec
 from xaigan.experiments.prepare import train_in_worker
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5.0
 
 
-class RayUnavailableError(RuntimeError):
+class RayUnavailableError(InputError):
     """Ray is not installed, or its cluster cannot be reached."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from xaigan import train
+from xaigan.errors import RunError
 from xaigan.evaluate import Evaluator, evaluate_run
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.experiments.prepare import prepare_run
@@ -160,7 +161,7 @@ def run_grid(
     return sorted(records, key=lambda r: order[r["cell"], r["seed"]])
 
 
-class RunsFailedError(RuntimeError):
+class RunsFailedError(RunError):
     """Runs that failed on every try (listed in ``grid.json``); every other run of the grid finished."""
 
     def __init__(self, failed: list[dict[str, Any]]) -> None:

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from xaigan.config import Config
+from xaigan.errors import RunError
 from xaigan.experiments.grid import RunSpec
 from xaigan.experiments.prepare import train_in_worker
 from xaigan.train import StopRequested
 
 
-class WorkerDiedError(RuntimeError):
+class WorkerDiedError(RunError):
     """A worker process died (killed, out of memory); finished runs are kept, unfinished ones resume next time."""
 
 

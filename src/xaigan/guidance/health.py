@@ -13,11 +13,13 @@ import logging
 
 from torch import Tensor
 
+from xaigan.errors import RunError
+
 CHECKS = ("nothing-explained", "constant-mask")
 logger = logging.getLogger("xaigan.guidance")
 
 
-class GuidanceHealthError(RuntimeError):
+class GuidanceHealthError(RunError):
     """The guidance has been changing nothing for ``patience`` steps (raised instead of a warning when strict).
 
     Example:

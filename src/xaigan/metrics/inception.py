@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xaigan.errors import InputError
+
 from .features import REGISTRY, FeatureExtractor
 from .inception_net import FEATURE_DIM, INPUT_SIZE, NUM_CLASSES, FIDInceptionV3
 
@@ -68,7 +70,7 @@ FID_WEIGHTS_SHA256_PREFIX = "6726825d"
 WEIGHTS_ENV_VAR = "XAIGAN_INCEPTION_WEIGHTS"
 
 
-class MissingWeightsError(ValueError):
+class MissingWeightsError(InputError):
     """No FID Inception weights file could be found locally.
 
     Example:
@@ -80,7 +82,7 @@ class MissingWeightsError(ValueError):
     """
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(InputError):
     """A weights file does not match the FID Inception architecture (missing/unexpected/mis-shaped keys).
 
     Example:

@@ -16,6 +16,7 @@ from xaigan import data as data_mod
 from xaigan import explain, models
 from xaigan.augment import DiffAugment, ExplainedCutout
 from xaigan.config import Config, ConfigError
+from xaigan.errors import InputError
 from xaigan.guidance import XAIGuidance
 from xaigan.io import UnreadableFileError
 from xaigan.process import log_once
@@ -28,7 +29,7 @@ from xaigan.train.trainer import Trainer
 log = logging.getLogger(__name__)
 
 
-class RunExistsError(RuntimeError):
+class RunExistsError(InputError):
     """The run folder already holds a run and neither resume nor overwrite was asked for.
 
     Example:
@@ -40,7 +41,7 @@ class RunExistsError(RuntimeError):
     """
 
 
-class DataChangedError(ValueError):
+class DataChangedError(InputError):
     """A run would resume on other data than it started with.
 
     Example:

@@ -21,6 +21,7 @@ from torch import nn
 
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
+from xaigan.errors import RunError
 from xaigan.explain import resolve_mode, resolve_output
 from xaigan.guidance import CountsRegimes, Guidance, Scheduled
 from xaigan.io import make_grid, save_image_grid
@@ -38,7 +39,7 @@ from xaigan.train.step import Augment, gan_step, make_optimizers
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """A loss became NaN or infinite: training stops there, the last good checkpoint is kept.
 
     Example:
