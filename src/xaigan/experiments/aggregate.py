@@ -198,6 +198,21 @@ def data_source(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: data[k] for k in keys if data.get(k) is not None}
 
 
+def run_provenance(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """By seed, where and with what each run trained and what scored it: ``provenance``, its ``summary.json``'s
+    record (:mod:`xaigan.train.provenance`; None for runs trained before runs recorded it), ``device``, the kind of
+    device the summary names ("cpu", "cuda"; older runs record this alone), and ``extractor``, the id and weights
+    hash of the feature extractor that scored its final evaluation."""
+    return {
+        int(r["seed"]): {
+            "provenance": r["summary"].get("provenance"),
+            "device": r["summary"].get("device"),
+            "extractor": {k: r["eval"]["extractor"].get(k) for k in ("id", "weights_hash")},
+        }
+        for r in sorted(runs, key=lambda r: r["seed"])
+    }
+
+
 def _in_order(runs: list[dict[str, Any]]) -> list[str]:
     """The extractor weights that scored these runs, in the order of their lowest seed."""
     return list(dict.fromkeys(weights(r) for r in sorted(runs, key=lambda r: r["seed"])))
@@ -207,8 +222,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
     """One row per cell, in the grid's order. Refuses runs that cannot be compared (:func:`check_comparable`).
 
     Each row holds the cell's FID and KID over seeds (mean, std, 95% half-width), precision, recall, density,
-    coverage, step times, and against its baseline (and its control, if it has one) the paired test of
-    :func:`paired_test`, with Holm-adjusted p-values per family of comparisons.
+    coverage, step times, each run's provenance (:func:`run_provenance`), and against its baseline (and its control,
+    if it has one) the paired test of :func:`paired_test`, with Holm-adjusted p-values per family of comparisons.
 
     Args:
         grid: the grid the runs belong to.
@@ -272,6 +287,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             else math.nan,
             "extractor": runs[0]["eval"]["extractor"]["id"] if runs else None,
             "seeds_by_weights": {w: sorted(r["seed"] for r in runs if weights(r) == w) for w in _in_order(runs)},
+            "provenance": run_provenance(runs),
             "regimes": regimes(runs),
             "baseline": grid.baseline(cell),
         }

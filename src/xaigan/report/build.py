@@ -18,6 +18,7 @@ from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from xaigan.report.findings import findings
 from xaigan.report.forest import forest_charts
 from xaigan.report.plots import PALETTE, REFERENCE, Line, Panel, line_chart, small_multiples
+from xaigan.report.provenance import PROVENANCE_NOTE, provenance_table
 from xaigan.report.reading import load_reading, reading_markdown, reading_section_html
 from xaigan.report.tables import (
     LATE_COLUMNS,
@@ -155,6 +156,9 @@ def _markdown(
             lines += [
                 f"**{html.escape(label)}**<br>![{label}](report_files/{_asset_name(path)})" for label, path in items
             ]
+    columns, table = provenance_table(rows)
+    if table:
+        lines += ["", "## Provenance", "", PROVENANCE_NOTE, ""] + md_table(columns, table)
     return "\n".join(lines) + "\n"
 
 
@@ -177,6 +181,11 @@ def _html(
     if late:
         late_html = f"<h2>Late FID (robustness check)</h2><p>{html.escape(LATE_NOTE)}</p>"
         late_html += html_table("late", LATE_COLUMNS, late)
+    columns, table = provenance_table(rows)
+    provenance_html = ""
+    if table:
+        provenance_html = f"<h2>Provenance</h2><p>{html.escape(PROVENANCE_NOTE)}</p>"
+        provenance_html += html_table("provenance", columns, table)
     figures = []
     for section, items in images.items():
         if not items:
@@ -212,6 +221,7 @@ figure {{ margin: 0; }} figcaption {{ font-size: 12px; }}
 {late_html}
 <h2>Curves</h2><div class="grid" id="curves">{"".join(charts.values())}</div>
 {"".join(figures)}
+{provenance_html}
 </body></html>
 """
 

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from xaigan.experiments import paired_power
+from xaigan.report.provenance import mixed_findings, unrecorded_finding
 
 LEVEL = 0.05
 PAPER_GAIN = 0.23  # the paper's headline: up to 23% lower FID than the standard GAN
@@ -184,9 +185,10 @@ def selection_finding(sel: dict[str, Any]) -> str:
 
 
 def findings(rows: list[dict[str, Any]], selection: dict[str, Any] | None = None) -> list[str]:
-    """The headline, the screening selection (if the grid has a rule), one finding per compared cell, then what the
-    guidance did, in the grid's order."""
-    out = [headline(rows)] + ([selection_finding(selection)] if selection else [])
+    """The headline, the screening selection (if the grid has a rule), where the runs did not train or score alike,
+    one finding per compared cell, then what the guidance did, in the grid's order, and how many runs did not
+    record their provenance."""
+    out = [headline(rows)] + ([selection_finding(selection)] if selection else []) + mixed_findings(rows)
     out += [f for f in map(cell_finding, rows) if f] + [f for f in map(control_finding, rows) if f]
     out += [f for f in [late_finding(rows), pairing_finding(rows)] if f]
-    return out + [f for f in map(regime_finding, rows) if f]
+    return out + [f for f in [*map(regime_finding, rows), unrecorded_finding(rows)] if f]
