@@ -359,7 +359,7 @@ def test_flat_control_gives_every_explained_sample_the_mean_mask(use):
         w = flat.loss_weights()
         torch.testing.assert_close(w[sel], torch.full_like(w[sel], 1 + 0.6 * level))
         torch.testing.assert_close(w[~sel], torch.ones_like(w[~sel]))
-    with pytest.raises(ValueError, match="choose one"):
+    with pytest.raises(ValueError, match="at most one"):
         XAIGuidance("saliency", shuffle=True, flat=True)
     with pytest.raises(ConfigError, match="at most one"):
         cfg_mod.resolve({"xai": "saliency", "xai_shuffle": True, "xai_flat": True})

@@ -4,27 +4,8 @@ folders (datasets, priors, augmentation policies, run and grid names)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from xaigan.errors import InputError
-
-
-class ConfigError(InputError):
-    """A configuration key or value that cannot be used."""
-
-
-# Ranges: a name shown in the help and the check behind it.
-RANGES: dict[str, Callable[[Any], bool]] = {
-    "> 0": lambda v: v > 0,
-    ">= 2": lambda v: v >= 2,
-    ">= 0": lambda v: v >= 0,
-    "in (0, 1]": lambda v: 0 < v <= 1,
-    "in [0, 1]": lambda v: 0 <= v <= 1,
-    "in [0, 1)": lambda v: 0 <= v < 1,
-    "in (0, 100]": lambda v: 0 < v <= 100,
-}
+from xaigan.settings import ConfigError
 
 
 def model_names() -> tuple[str, ...]:
@@ -59,16 +40,6 @@ def check_policy(value: str) -> None:
         augment.parse_policy(value)
     except ValueError as exc:
         raise ConfigError(f"diffaugment: {exc}") from exc
-
-
-def check_prior(value: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(Path(value).expanduser()) as img:
-            img.verify()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ConfigError(f"prior: {value} is not a readable image file ({exc})") from exc
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from xaigan.config.checks import ConfigError
+from xaigan.settings import ConfigError
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, Any]:

@@ -48,8 +48,8 @@ from xaigan.explain.gradients import input_x_gradient, integrated_gradients, int
 from xaigan.explain.lime import lime
 from xaigan.explain.saliency import saliency
 from xaigan.registry import Registry
+from xaigan.settings import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16")
 """The explainer's arithmetic (``precision`` of :func:`explain`): fp32, or bf16 matrix products with fp32 maps."""
 
 Explainer = Callable[..., Tensor]

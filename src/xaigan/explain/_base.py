@@ -12,12 +12,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-OUTPUTS = ("logit", "prob")
-"""What D returns: a logit (our built-in models) or a probability of "real" (a D ending in ``nn.Sigmoid``)."""
-TARGETS = ("output", "prob", "logit")
-"""What an explanation is of: what D returns, its probability of "real", or its logit."""
-MODES = ("auto", "eval", "train", "batch", "step")
-"""How D is explained: see :func:`protected` and :func:`resolve_mode`."""
+from xaigan.settings import MODES, OUTPUTS, TARGETS  # the allowed values, declared with the settings
 
 
 def _last_module(d: nn.Module) -> nn.Module:

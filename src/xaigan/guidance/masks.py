@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-NORMALIZE = ("batch-minmax", "selected-minmax", "sample-minmax", "sample-percentile", "softmax")
-PRIOR_MODES = ("multiply", "add", "replace")
+from xaigan.settings import NORMALIZE, PRIOR_MODES
 
 
 def minmax(t: Tensor) -> Tensor:

@@ -26,8 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-USES = ("amplify", "suppress", "replace", "weight", "signed")
-SCHEDULES = ("constant", "ramp-up", "ramp-down")
+from xaigan.settings import SCHEDULES, USES
 
 
 def signed_unit(maps: Tensor) -> Tensor:

@@ -6,15 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from xaigan import explain as _explain
 from xaigan.explain import (
-    MODES,
-    OUTPUTS,
-    TARGETS,
     ExplainedModel,
     has_batchnorm,
     protected,
@@ -24,8 +22,6 @@ from xaigan.explain import (
 from xaigan.guidance.gradient import apply, broadcasts, scale
 from xaigan.guidance.health import HealthCheck
 from xaigan.guidance.masks import (
-    NORMALIZE,
-    PRIOR_MODES,
     combine_prior,
     flatten_explained,
     load_prior,
@@ -34,15 +30,11 @@ from xaigan.guidance.masks import (
 )
 from xaigan.guidance.protocol import describe
 from xaigan.guidance.regimes import Regimes
-from xaigan.guidance.uses import SCHEDULES, USES, factor, scheduled_alpha, signed_unit
+from xaigan.guidance.uses import factor, scheduled_alpha, signed_unit
+from xaigan.settings import OUTPUTS, ConfigError, GuidanceSettings
 
-SELECT = ("fake", "all")
 SHARED_KWARGS = ("abs", "internal_batch_size")  # saliency settings a shared step honours (the latter is moot)
-CONFIG_KEYS = (
-    *("method", "alpha", "select", "threshold", "normalize", "prior", "prior_mode", "explain_mode", "target"),
-    *("d_output", "transform", "explain_kwargs", "start_epoch", "patience", "strict"),
-    *("use", "schedule", "end_epoch", "clip", "temperature", "shuffle", "flat", "precision"),
-)
+_SETTING_NAMES = frozenset(GuidanceSettings().to_dict())
 
 
 class XAIGuidance:
@@ -60,52 +52,19 @@ class XAIGuidance:
 
     Args:
         method: an explainer name (:func:`xaigan.explain.available`).
-        alpha: the strength (0.2): the gradient at the image becomes ``grad * (1 + alpha * mask)``.
-        select: ``"fake"`` (default): explain only the samples whose probability of real is below ``threshold``:
-            D's output for a D that returns probabilities, its sigmoid for one that returns logits
-            (``d_output``); ``"all"`` explains every sample. Unlike the original, one fake sample is explained
-            too; no fake sample means no change. Scores come from ``scores`` when passed to ``__call__``, else
-            from one extra no-grad forward pass of D in ``explain_mode``. A probability D whose outputs leave
-            [0, 1] is a ValueError.
-        threshold: the probability of real below which a sample is fake (0.5).
-        normalize: how maps become masks (``"batch-minmax"``): see :func:`normalize`.
-        prior: ``None`` (default), a tensor broadcastable to one image ``(C, H, W)`` with values in [0, 1], or the
-            path of an image file (read as grey, resized to the image size); combined with the selected samples'
-            masks by ``prior_mode``. Unselected samples keep their mask.
-        prior_mode: ``"multiply"`` (default), ``"add"`` or ``"replace"`` (see :func:`combine_prior`).
-            ``"replace"`` computes no explanation: selected samples get the prior, the others 0.
-        explain_mode: D's mode while explaining (``"auto"``); ``"train"`` is the original's (dropout on;
-            BatchNorm buffers are restored afterwards); ``"batch"``: BatchNorm with the statistics of the whole
-            batch of fakes, frozen (the G step's verdicts, per-sample explanations); ``"auto"`` is batch for a
-            BatchNorm D, else eval (see :func:`xaigan.explain.resolve_mode`). D's parameters, gradients, buffers
-            and flags are never changed.
-        target: explain the probability of real (``"prob"``, default), the ``"logit"`` or D's ``"output"``.
+        settings: the guidance's settings (:class:`xaigan.settings.GuidanceSettings`; the paper's by default).
         d_output: what D returns (``"auto"``), see :func:`xaigan.explain.resolve_output` (resolved for each D
             passed).
         transform: a callable applied before D (DiffAugment): the explanation is of ``D o T`` at ``G(z)``.
         explain_kwargs: go to the explainer (e.g. ``baselines=real_images`` for ``deeplift-shap``,
             ``n_samples``/``segmentation`` for ``lime``).
-        start_epoch: :meth:`active` is true from this epoch on (0).
-        patience: the health check (50). With ``select="fake"``, no sample explained for ``patience``
-            consecutive calls, or a mask constant over the batch for ``patience`` consecutive calls that
-            explained samples, is said once per condition: a warning on the ``xaigan.guidance`` logger and an
-            event in :meth:`drain_events`.
-        strict: raise :class:`GuidanceHealthError` instead of warning (False).
-        use: how the mask reshapes G's gradient (``"amplify"``, the paper): see :mod:`xaigan.guidance.uses`.
-        schedule: the strength over the guided epochs (``"constant"``, ``"ramp-up"``, ``"ramp-down"``); the
-            trainer calls :meth:`at_epoch` each epoch.
-        end_epoch: the run's number of epochs, for the ramps.
-        clip: the percentile each map is clipped at (the ``sample-percentile`` normalisation).
-        temperature: the temperature of the ``softmax`` normalisation.
-        shuffle: the placebo control, each explained sample's map with its pixels permuted
-            (:func:`masks.shuffle_pixels`).
-        flat: the content-free control, every explained sample's mask one number, the mean of the explained
-            masks (:func:`masks.flatten_explained`). At most one of ``shuffle`` and ``flat``.
-        precision: the explainer's arithmetic, ``"fp32"`` or ``"bf16"`` (see :func:`xaigan.explain.explain`).
+        changes: settings by name that replace those of ``settings`` (``alpha=0.5, select="all"``). Each is
+            readable as an attribute (``guide.alpha``).
 
     Raises:
-        ValueError: a setting outside its allowed values, ``shuffle`` with ``flat``, ``prior_mode="replace"``
-            without a prior, or a ramp without ``end_epoch``.
+        xaigan.config.ConfigError: a setting outside its allowed values, or settings that do not go together
+            (see :class:`xaigan.settings.GuidanceSettings`); also a ValueError.
+        TypeError: a name in ``changes`` that is not a setting.
         KeyError: an unknown ``method``.
 
     Example:
@@ -121,70 +80,24 @@ class XAIGuidance:
     def __init__(
         self,
         method: str = "saliency",
-        alpha: float = 0.2,
         *,
-        select: str = "fake",
-        threshold: float = 0.5,
-        normalize: str = "batch-minmax",
-        prior: Tensor | str | Path | None = None,
-        prior_mode: str = "multiply",
-        explain_mode: str = "auto",
-        target: str = "prob",
+        settings: GuidanceSettings | None = None,
         d_output: str = "auto",
         transform: Callable[[Tensor], Tensor] | None = None,
         explain_kwargs: dict | None = None,
-        start_epoch: int = 0,
-        patience: int = 50,
-        strict: bool = False,
-        use: str = "amplify",
-        schedule: str = "constant",
-        end_epoch: int | None = None,
-        clip: float = 99.0,
-        temperature: float = 0.25,
-        shuffle: bool = False,
-        flat: bool = False,
-        precision: str = "fp32",
+        **changes: Any,
     ) -> None:
-        if prior_mode != "replace":
+        self.settings = (settings or GuidanceSettings()).replace(**changes)
+        if self.settings.prior_mode != "replace":
             _explain.get(method)
-        for name, value, allowed in (
-            ("select", select, SELECT),
-            ("normalize", normalize, NORMALIZE),
-            ("prior_mode", prior_mode, PRIOR_MODES),
-            ("explain_mode", explain_mode, MODES),
-            ("target", target, TARGETS),
-            ("d_output", d_output, ("auto", *OUTPUTS)),
-            ("use", use, USES),
-            ("schedule", schedule, SCHEDULES),
-            ("precision", precision, _explain.PRECISIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if shuffle and flat:
-            raise ValueError("shuffle and flat are two controls: choose one")
-        if prior_mode == "replace" and prior is None:
-            raise ValueError("prior_mode='replace' needs a prior")
-        if schedule != "constant" and end_epoch is None:
-            raise ValueError(f"schedule {schedule!r} needs end_epoch (the run's number of epochs)")
+        if d_output not in ("auto", *OUTPUTS):
+            raise ConfigError(f"d_output must be one of auto, {', '.join(OUTPUTS)}; got {d_output!r}")
         self.method = method
-        self.alpha = float(alpha)
-        self.select = select
-        self.threshold = float(threshold)
-        self.normalize = normalize
-        self.prior = prior
-        self.prior_mode = prior_mode
-        self.explain_mode = explain_mode
-        self.target = target
         self.d_output = d_output
         self.transform = transform
         self.explain_kwargs = dict(explain_kwargs or {})
-        self.start_epoch = int(start_epoch)
-        self.use, self.schedule, self.end_epoch = use, schedule, end_epoch
-        self.clip, self.temperature = float(clip), float(temperature)
-        self.shuffle, self.flat = bool(shuffle), bool(flat)
-        self.precision = precision
         self.alpha_now = self.alpha  # alpha in the current epoch (see schedule)
-        self._health = HealthCheck(patience, strict)
+        self._health = HealthCheck(self.patience, self.strict)
         self._prior_cache: dict[tuple, Tensor] = {}
         self.last_mask: Tensor | None = None
         self.last_selected: Tensor | None = None
@@ -193,17 +106,17 @@ class XAIGuidance:
         self._scores: Tensor | None = None  # D's raw outputs on the last batch, when they were known
         self._regimes = Regimes()
 
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in _SETTING_NAMES:
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def config(self) -> dict:
         """The settings, JSON-friendly (tensors appear as their shapes)."""
-        return {name: describe(getattr(self, name)) for name in CONFIG_KEYS}
-
-    @property
-    def patience(self) -> int:
-        return self._health.patience
-
-    @property
-    def strict(self) -> bool:
-        return self._health.strict
+        given = {"method": self.method, "d_output": self.d_output, "transform": self.transform}
+        values = {**given, "explain_kwargs": self.explain_kwargs, **self.settings.to_dict()}
+        return {name: describe(value) for name, value in values.items()}
 
     def active(self, epoch: int) -> bool:
         """Whether the guidance is used in ``epoch`` (0-based): from ``start_epoch`` on."""

@@ -107,29 +107,7 @@ def build_guidance(
     if cfg.xai_use == "signed":
         kwargs.update(info.signed)  # the signed use needs the sign some explainers drop by default
     return XAIGuidance(
-        cfg.xai,
-        alpha=cfg.alpha,
-        select=cfg.xai_select,
-        threshold=cfg.xai_threshold,
-        normalize=cfg.xai_normalize,
-        prior=cfg.prior,
-        prior_mode=cfg.prior_mode,
-        explain_mode=cfg.explain_mode,
-        target=cfg.xai_target,
-        d_output=cfg.d_output,
-        transform=augment,
-        explain_kwargs=kwargs,
-        start_epoch=cfg.xai_start_epoch,
-        patience=cfg.xai_patience,
-        strict=cfg.xai_strict,
-        use=cfg.xai_use,
-        schedule=cfg.xai_schedule,
-        end_epoch=cfg.epochs,
-        clip=cfg.xai_clip,
-        temperature=cfg.xai_temperature,
-        shuffle=cfg.xai_shuffle,
-        flat=cfg.xai_flat,
-        precision=cfg.xai_precision,
+        cfg.xai, settings=cfg.guidance(), d_output=cfg.d_output, transform=augment, explain_kwargs=kwargs
     )
 
 
