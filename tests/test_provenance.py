@@ -13,7 +13,7 @@ import torch
 import xaigan
 from tests.conftest import write_image_folder
 from xaigan import config, process, train
-from xaigan.train import factory
+from xaigan.train import factory, runtime
 from xaigan.train.provenance import cpu_info
 
 
@@ -47,7 +47,7 @@ def test_cpu_info_reads_model_and_extensions(tmp_path):
 
 
 def test_bf16_without_fast_bf16_warns_once(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(factory, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(runtime, "fast_bf16", lambda device: False)
     monkeypatch.setattr(process, "_said", set())
     with caplog.at_level(logging.WARNING, logger="xaigan"):
         for name in ("a", "b"):

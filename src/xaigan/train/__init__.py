@@ -3,8 +3,9 @@
 from xaigan.train.checkpoint import rng_state, seed_everything, set_rng_state
 from xaigan.train.factory import DataChangedError, RunExistsError, build_guidance, from_config, resume
 from xaigan.train.logging import RunLogger
+from xaigan.train.runtime import Runtime, pick_device, pick_precision, resolve_runtime
 from xaigan.train.signals import StopRequested
-from xaigan.train.step import gan_step, pick_device, pick_precision
+from xaigan.train.step import gan_step
 from xaigan.train.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -13,12 +14,14 @@ __all__ = [
     "RunExistsError",
     "StopRequested",
     "RunLogger",
+    "Runtime",
     "Trainer",
     "build_guidance",
     "from_config",
     "gan_step",
     "pick_device",
     "pick_precision",
+    "resolve_runtime",
     "resume",
     "rng_state",
     "seed_everything",

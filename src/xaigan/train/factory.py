@@ -19,11 +19,10 @@ from xaigan.config import Config, ConfigError
 from xaigan.errors import InputError
 from xaigan.guidance import XAIGuidance
 from xaigan.io import UnreadableFileError
-from xaigan.process import log_once
 from xaigan.rundir import LAST, PREVIOUS, RunDir
 from xaigan.train import checkpoint
 from xaigan.train.distributed import Dist
-from xaigan.train.step import fast_bf16, pick_device, pick_precision
+from xaigan.train.runtime import pick_device
 from xaigan.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -111,26 +110,19 @@ def build_guidance(
     )
 
 
-def build_parts(cfg: Config, run: RunDir, dist: Dist | None = None) -> Trainer:
+def build_parts(cfg: Config, run: RunDir, dist: Dist | None = None, progress: bool | None = None) -> Trainer:
     """A trainer with every part built from ``cfg``: seed, data, models, augmentation and guidance, in the order
-    that fixes every random draw. The run folder is neither claimed nor written (:func:`from_config` does that)."""
+    that fixes every random draw. The run folder is neither claimed nor written (:func:`from_config` does that).
+    ``progress``: show it here (None: as ``cfg.progress`` says)."""
     device = dist.device(pick_device(cfg.device)) if dist else pick_device(cfg.device)
-    if cfg.precision == "bf16" and not fast_bf16(device):
-        log_once(
-            log,
-            logging.WARNING,
-            f"precision bf16 on a {device.type} without fast bf16 (no AMX on a CPU): the step may be several times "
-            "slower than fp32 (docs/benchmarks.md); precision auto picks fp32 here",
-        )
-    cfg = cfg.replace(precision=pick_precision(cfg.precision, device))  # config.yaml records the one that ran
     checkpoint.seed_everything(cfg.seed)
     data = data_mod.load(
         cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
     )
     G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim)
     augment = build_augment(cfg, D)
-    trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device, dist=dist)
-    trainer.guidance = build_guidance(trainer.cfg, data.images, augment, device)  # d_output resolved from D
+    trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device, dist=dist, progress=progress)
+    trainer.guidance = build_guidance(trainer.cfg, data.images, augment, device)  # as the trainer resolved it
     return trainer
 
 
@@ -153,7 +145,14 @@ def _on_main(dist: Dist | None, claim: Callable[[], Any]) -> Any:
     return result
 
 
-def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False, dist: Dist | None = None) -> Trainer:
+def from_config(
+    cfg: Config,
+    run_dir: str | RunDir,
+    *,
+    overwrite: bool = False,
+    dist: Dist | None = None,
+    progress: bool | None = None,
+) -> Trainer:
     """A new run of ``cfg`` in ``run_dir``: seeds, loads the data, builds the models, augmentation and guidance,
     then takes the folder (writes its config and data description, and holds its lock until ``fit`` ends).
 
@@ -162,6 +161,7 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False, 
         run_dir: the run folder.
         overwrite: replace a run the folder already holds.
         dist: this process's rank in a distributed run (rank 0 takes the folder).
+        progress: show the progress in this process (None: as ``cfg.progress`` says).
 
     Returns:
         The trainer, at step 0; call ``fit()`` on it.
@@ -182,7 +182,7 @@ def from_config(cfg: Config, run_dir: str | RunDir, *, overwrite: bool = False, 
         raise ConfigError(f"from_config wants a validated Config, got {type(cfg).__name__}")
     if run.holds_run() and not overwrite:
         _refuse_existing(run)  # before loading anything: fail fast
-    trainer = build_parts(cfg, run, dist)  # data and models first: a bad dataset must not cost the old run
+    trainer = build_parts(cfg, run, dist, progress)  # data and models first: a bad dataset must not cost the old run
     trainer.lock = _on_main(dist, lambda: _claim_new(run, trainer, overwrite))
     return trainer
 
@@ -203,7 +203,7 @@ def _claim_new(run: RunDir, trainer: Trainer, overwrite: bool) -> Any:
     return lock
 
 
-def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
+def resume(run_dir: str | RunDir, dist: Dist | None = None, progress: bool | None = None) -> Trainer:
     """The run in ``run_dir`` rebuilt from its ``config.yaml`` and positioned at its last checkpoint (or, if that
     is missing or damaged, at the one before it, with a warning).
 
@@ -211,6 +211,7 @@ def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
         run_dir: the folder of a run that wrote at least one checkpoint.
         dist: this process's rank in a distributed run, on any number of processes (the checkpoint does not
             depend on how many wrote it).
+        progress: show the progress in this process (None: as the run's config says).
 
     Returns:
         The trainer, positioned where the run stopped; ``fit()`` continues it bit-for-bit.
@@ -231,7 +232,7 @@ def resume(run_dir: str | RunDir, dist: Dist | None = None) -> Trainer:
     lock = _on_main(dist, lambda: _claim_existing(run))
     try:
         state, fell_back = _load_last_good(run)
-        trainer = build_parts(Config.from_dict(run.read_config()), run, dist)
+        trainer = build_parts(Config.from_dict(run.read_config()), run, dist, progress)
         _check_same_data(run, trainer.data.meta)
         trainer.load_state(state)
         trainer.last_unreadable = fell_back

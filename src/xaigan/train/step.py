@@ -9,72 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaigan.config import Config, ConfigError
+from xaigan.config import Config
 from xaigan.explain import has_batchnorm, resolve_output
 from xaigan.guidance import Guidance, LossWeighting, SharedStep
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-
-
-def pick_device(name: str) -> torch.device:
-    """The device a run's ``device`` setting names: ``auto`` is CUDA, else MPS, else the CPU.
-
-    Args:
-        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-
-    Returns:
-        The device.
-
-    Raises:
-        xaigan.config.ConfigError: ``cuda`` asked for where CUDA is not available.
-
-    Example:
-        >>> pick_device("cpu")
-        device(type='cpu')
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but CUDA is not available")
-    return torch.device(name)
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 matrices faster than fp32: a CUDA GPU with bf16, or a CPU with AMX tiles
-    (without them, CPU bf16 runs through AVX-512 and was slower than fp32 for the paper MLP's step,
-    docs/benchmarks.md)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(amx()) if amx is not None else False
-    return False
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    """The step's arithmetic: ``auto`` is bf16 where :func:`fast_bf16`, fp32 elsewhere; other names as given.
-
-    Args:
-        name: ``"fp32"``, ``"bf16"`` or ``"auto"``.
-        device: where the run trains.
-
-    Returns:
-        ``"fp32"`` or ``"bf16"`` (``name`` itself unless it is ``"auto"``).
-
-    Example:
-        >>> import torch
-        >>> pick_precision("fp32", torch.device("cpu"))
-        'fp32'
-        >>> pick_precision("auto", torch.device("cpu")) in ("fp32", "bf16")  # bf16 on a CPU with AMX
-        True
-    """
-    if name != "auto":
-        return name
-    return "bf16" if fast_bf16(device) else "fp32"
 
 
 def bce(out: torch.Tensor, target: float, d_output: str, weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,7 +22,6 @@ from torch import nn
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
 from xaigan.errors import RunError
-from xaigan.explain import resolve_mode, resolve_output
 from xaigan.guidance import CountsRegimes, Guidance, Scheduled
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
@@ -33,6 +32,7 @@ from xaigan.train.figures import save_explanations
 from xaigan.train.logging import NullLogger, RunLogger, run_log
 from xaigan.train.progress import ProgressMeter, StepProgress
 from xaigan.train.provenance import provenance
+from xaigan.train.runtime import resolve_runtime
 from xaigan.train.signals import deferred_stop_signals
 from xaigan.train.step import Augment, gan_step, make_optimizers
 
@@ -96,10 +96,12 @@ class Trainer:
         augment: Augment | None = None,
         device: torch.device | str = "cpu",
         dist: Dist | None = None,
+        progress: bool | None = None,
     ) -> None:
         self.dist = dist
         self.device = dist.device(torch.device(device)) if dist else torch.device(device)
-        self.cfg = cfg.replace(d_output=resolve_output(D, cfg.d_output), explain_mode=resolve_mode(D, cfg.explain_mode))
+        self.runtime = resolve_runtime(cfg, D, self.device, progress=progress)
+        self.cfg = self.runtime.recorded(cfg)
         self.run = RunDir(run)
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
@@ -261,7 +263,7 @@ class Trainer:
             cfg.epochs * steps_per_epoch,
             self.epoch * steps_per_epoch + self.position,
             cfg.epochs,
-            show=cfg.progress and self.main,
+            show=self.runtime.progress and self.main,
             sink=self.progress_sink if self.main else None,
         )
         try:
