@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -31,6 +32,18 @@ def test_import_layers_and_no_cycles():
 def test_no_source_file_over_400_lines():
     long = {p.name: n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert not long
+
+
+def test_package_inits_only_re_export():
+    """Classes and logic live in named modules; a package's ``__init__.py`` says what it is and re-exports."""
+    heavy = {}
+    for path in SRC.rglob("__init__.py"):
+        tree = ast.parse(path.read_text())
+        defined = [n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        lines = len(path.read_text().splitlines())
+        if defined or lines > 70:
+            heavy[str(path.relative_to(SRC))] = (lines, defined)
+    assert not heavy
 
 
 def test_only_the_run_folder_spells_its_layout():

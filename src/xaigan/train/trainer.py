@@ -40,22 +40,17 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RunError):
-    """A loss became NaN or infinite: training stops there, the last good checkpoint is kept.
-
-    Example:
-        >>> try:
-        ...     summary = trainer.fit()
-        ... except NonFiniteLossError as exc:
-        ...     print(exc)  # the step it happened at; the last good checkpoint is kept
-    """
+    """A loss became NaN or infinite: training stops there (the message names the step), the last good checkpoint
+    is kept."""
 
 
 class Trainer:
     """Trains ``G`` and ``D`` on ``data`` into the run folder ``run`` with the settings of ``cfg``.
 
     ``opt_g``/``opt_d`` default to the paper's Adam; ``guidance`` (see :class:`xaigan.guidance.Guidance`) owns when
-    it switches on; ``augment`` is applied to every input of D. ``cfg.d_output == "auto"`` is resolved from D here.
-    The constructor builds nothing from names and writes no file: the factories do (:mod:`xaigan.train.factory`).
+    it switches on; ``augment`` is applied to every input of D. What ``cfg`` leaves to the machine and to D
+    (precision, ``d_output``, ``explain_mode``) is resolved here (:func:`xaigan.train.resolve_runtime`) and ``cfg``
+    records the result. The constructor builds nothing from names and writes no file: the factories do.
 
     Args:
         G: the generator.
@@ -69,6 +64,7 @@ class Trainer:
         augment: applied to every input of D, or None.
         device: where to train.
         dist: this process's rank in a distributed run, or None.
+        progress: show the progress here (None: as ``cfg.progress`` says).
 
     Example:
         >>> import torch
