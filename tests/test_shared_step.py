@@ -160,16 +160,13 @@ class _HalvingGuidance:
 
 
 def test_a_guidance_with_the_core_protocol_only_drives_the_g_step():
-    """The optional parts are told apart by protocol, not by probing names: XAIGuidance is all of them, a guidance
-    with the core protocol only is none and is called through ``guide(fake, D)``, and G's update (SGD, lr 1) is
-    exactly half the plain one's."""
-    from xaigan.guidance import CountsRegimes, Guidance, LossWeighting, Scheduled, SharedStep
+    """A guidance of one's own implements the core protocol only: it is called through ``guide(fake, D)`` (never
+    through XAIGuidance's shared step or loss weights), and G's update (SGD, lr 1) is exactly half the plain one's."""
+    from xaigan.guidance import Guidance
 
-    optional = (CountsRegimes, LossWeighting, Scheduled, SharedStep)
-    paper = XAIGuidance("saliency", explain_mode="step")
-    assert isinstance(paper, Guidance) and all(isinstance(paper, p) for p in optional)
+    assert isinstance(XAIGuidance("saliency", explain_mode="step"), Guidance)
     halving = _HalvingGuidance()
-    assert isinstance(halving, Guidance) and not any(isinstance(halving, p) for p in optional)
+    assert isinstance(halving, Guidance) and not isinstance(halving, XAIGuidance)
 
     G, D = _nets(prob=False)
     real = torch.rand(B, 1, 8, 8) * 2 - 1

@@ -317,7 +317,7 @@ def test_weight_use_weights_each_samples_loss_with_a_batchnorm_d():
     import torch.nn.functional as F
 
     from tests.helpers_models import conv_bn_d
-    from xaigan.train.step import _g_step
+    from xaigan.train.step import GStep
 
     D = conv_bn_d(dtype=torch.float32)  # the G step explains and scores in float32
     D.features[5].p = 0.0  # no dropout: the reference replays the same function
@@ -328,7 +328,7 @@ def test_weight_use_weights_each_samples_loss_with_a_batchnorm_d():
     fake = x.clone().requires_grad_(True)
     opt = torch.optim.SGD([fake], lr=0.0)
     state = copy.deepcopy(D.state_dict())
-    _g_step(fake, D, cfg, "logit", lambda t: t, guide, contextlib.nullcontext(), opt)
+    GStep(D, cfg, "logit", lambda t: t, contextlib.nullcontext(), opt)(fake, guide)
     w = guide.loss_weights()
     assert w.shape == (8,) and torch.all(w > 1) and not torch.allclose(w, w[0])
     D.load_state_dict(state)  # the G step's forward moved the running statistics; replay from the same state

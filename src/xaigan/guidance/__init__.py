@@ -25,16 +25,12 @@ is the same as scaling the gradient at the image, which is what we do.
 from xaigan.guidance.gradient import apply, scale
 from xaigan.guidance.health import GuidanceHealthError
 from xaigan.guidance.masks import combine_prior, load_prior, minmax, normalize
-from xaigan.guidance.protocol import CountsRegimes, Guidance, LossWeighting, Scheduled, SharedStep
+from xaigan.guidance.protocol import Guidance
 from xaigan.guidance.xai import XAIGuidance
 
 __all__ = [
-    "CountsRegimes",
     "Guidance",
     "GuidanceHealthError",
-    "LossWeighting",
-    "Scheduled",
-    "SharedStep",
     "XAIGuidance",
     "apply",
     "combine_prior",

@@ -1,5 +1,5 @@
-"""What a trainer codes against (:class:`Guidance`, and the optional :class:`Scheduled`, :class:`SharedStep`,
-:class:`LossWeighting` and :class:`CountsRegimes`), and how a guidance's settings are recorded (:func:`describe`)."""
+"""What a trainer codes against (:class:`Guidance`: a guidance of your own implements it) and how a guidance's
+settings are recorded (:func:`describe`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ class Guidance(Protocol):
     ``load_state_dict()``: JSON-able state so that a resumed run behaves and counts the same;
     ``explain_maps(x, D)``: detached explanations of every sample of ``x`` (heat-map figures).
 
+    The trainer's further parts (a strength scheduled per epoch, the saliency computed from G's own pass of D,
+    per-sample loss weights, regime counts) are :class:`XAIGuidance`'s: a subclass keeps them.
+
     Example:
         >>> isinstance(XAIGuidance("saliency"), Guidance)
         True
@@ -32,68 +35,6 @@ class Guidance(Protocol):
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def explain_maps(self, x: Tensor, D: nn.Module, batch: Tensor | None = None) -> Tensor: ...
-
-
-@runtime_checkable
-class Scheduled(Protocol):
-    """A guidance whose strength changes over training: the trainer calls ``at_epoch(epoch)`` when a guided epoch
-    starts and logs ``alpha_now``, the strength in use.
-
-    Example:
-        >>> guide = XAIGuidance("saliency", alpha=0.2, schedule="ramp-up", start_epoch=25, end_epoch=50)
-        >>> isinstance(guide, Scheduled)
-        True
-        >>> guide.at_epoch(25)
-        >>> guide.alpha_now
-        0.008
-    """
-
-    alpha_now: float
-
-    def at_epoch(self, epoch: int) -> None: ...
-
-
-@runtime_checkable
-class SharedStep(Protocol):
-    """A guidance that G's step can compute from its own pass of D: if ``shares_step(D)``, the step calls
-    ``scale_gradient(grad, fake, D, scores, jacobian)`` with G's gradient at the image instead of ``guide(fake, D)``.
-
-    Example:
-        >>> from xaigan import models
-        >>> _, D = models.build("mlp")
-        >>> XAIGuidance("saliency", explain_mode="step").shares_step(D)
-        True
-    """
-
-    def shares_step(self, D: nn.Module) -> bool: ...
-    def scale_gradient(self, grad: Tensor, fake: Tensor, D: nn.Module, scores: Tensor, jacobian: Tensor) -> Tensor: ...
-
-
-@runtime_checkable
-class LossWeighting(Protocol):
-    """A guidance that weights each sample's share of G's loss: ``loss_weights()`` after ``guide(fake, D)`` gives one
-    weight per sample, or None for plain weights.
-
-    Example:
-        >>> guide = XAIGuidance("saliency", use="weight")
-        >>> isinstance(guide, LossWeighting), guide.loss_weights()  # None before the first call
-        (True, None)
-    """
-
-    def loss_weights(self) -> Tensor | None: ...
-
-
-@runtime_checkable
-class CountsRegimes(Protocol):
-    """A guidance that counts how many of its calls explained none, some or all of the batch (``regimes()``, written
-    to the run's summary).
-
-    Example:
-        >>> isinstance(XAIGuidance("saliency"), CountsRegimes)
-        True
-    """
-
-    def regimes(self) -> dict: ...
 
 
 def describe(value: object) -> object:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaigan.config import Config
+from xaigan.config import Config, ConfigError
 from xaigan.explain import has_batchnorm, resolve_output
-from xaigan.guidance import Guidance, LossWeighting, SharedStep
+from xaigan.guidance import Guidance, XAIGuidance
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -48,11 +49,11 @@ def frozen(model: nn.Module) -> Iterator[None]:
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The paper's Adam for G and D. fp32: the multi-tensor implementation (bit-identical to the per-parameter loop,
     fewer kernels); bf16: the fused kernel (not bit-identical, so only with the opt-in fast mode)."""
-    kind = {"fused": True} if cfg.precision == "bf16" else {"foreach": True}
+    implementation = {"fused": True} if cfg.precision == "bf16" else {"foreach": True}
     betas = (cfg.beta1, cfg.beta2)
     return (
-        torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **kind),
-        torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, **kind),
+        torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **implementation),
+        torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, **implementation),
     )
 
 
@@ -115,7 +116,7 @@ def gan_step(
             return torch.randn(n, cfg.noise_dim, device=device)
 
     inner = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
-    kind = resolve_output(inner, cfg.d_output)
+    d_output = resolve_output(inner, cfg.d_output)  # "logit" or "prob"
     autocast = step_autocast(cfg, device)
     fast = cfg.precision != "fp32"
     for _ in range(cfg.d_steps):
@@ -126,64 +127,89 @@ def gan_step(
                 d_real, d_fake = D(aug(torch.cat([real, fake.to(real.dtype)]))).float().split(batch)
             else:  # separately (a BatchNorm D normalises each batch by its own statistics)
                 d_real, d_fake = D(aug(real)).float(), D(aug(fake)).float()
-        loss_d = bce(d_real, cfg.label_real, kind) + bce(d_fake, cfg.label_fake, kind)
+        loss_d = bce(d_real, cfg.label_real, d_output) + bce(d_fake, cfg.label_fake, d_output)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
     with autocast:
         fake = G(noise(batch))
-    if isinstance(guidance, SharedStep) and guidance.shares_step(inner):
-        loss_g = _shared_g_step(fake, inner, cfg, kind, aug, guidance, autocast, opt_g)
+    g_step = GStep(inner, cfg, d_output, aug, autocast, opt_g)
+    if isinstance(guidance, XAIGuidance) and guidance.shares_step(inner):
+        loss_g = g_step.shared(fake, guidance)
     else:
-        loss_g = _g_step(fake, inner, cfg, kind, aug, guidance, autocast, opt_g)
+        loss_g = g_step(fake, guidance)
     if cfg.g_clip > 0:
         nn.utils.clip_grad_norm_(G.parameters(), cfg.g_clip)
     opt_g.step()
     return {
         "d_loss": loss_d.item(),
         "g_loss": loss_g.item(),
-        "d_real": prob_real(d_real, kind).mean().item(),
-        "d_fake": prob_real(d_fake, kind).mean().item(),
+        "d_real": prob_real(d_real, d_output).mean().item(),
+        "d_fake": prob_real(d_fake, d_output).mean().item(),
     }
 
 
-def _g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g) -> torch.Tensor:
-    weights = None
-    if guidance is not None:
-        fake = guidance(fake.float(), D)
-        if isinstance(guidance, LossWeighting):
-            weights = guidance.loss_weights()  # per-sample weights of G's loss, if any
-    with frozen(D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's backward)
-        with autocast:
-            d_gen = D(aug(fake))
-        loss_g = bce(d_gen.float(), cfg.g_target, kind, weights)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-    return loss_g
+@dataclass(frozen=True)
+class GStep:
+    """G's half of a step: what it needs besides the fakes and the guidance.
 
-
-def _shared_g_step(fake, D, cfg, kind, aug, guidance, autocast, opt_g) -> torch.Tensor:
-    """G's backward pass with a saliency guidance read from this step's own pass of D (``explain_mode="step"``).
-
-    D's outputs depend on each sample alone (no BatchNorm), so one backward pass of their sum gives each sample's
-    ``d out_i / d x_i``. G's loss gradient at the image is ``d loss / d out_i`` times it, and the saliency is
-    ``|d target / d out_i|`` times it: selection, explanation and G's gradient from one forward and one backward of
-    D, where the plain G step also needs one of each.
+    Attributes:
+        D: the discriminator (the module itself, not a DistributedDataParallel wrapper: G's step needs its input
+            gradients only).
+        cfg: the run's config (``g_target``).
+        d_output: what D returns, ``"logit"`` or ``"prob"``.
+        aug: applied to every input of D (the identity when there is no augmentation).
+        autocast: the step's autocast context (a null context in fp32).
+        opt_g: G's optimiser (its gradients are zeroed here; the caller clips and steps).
     """
-    x = fake.detach().float().requires_grad_(True)
-    with frozen(D), torch.enable_grad():
-        with autocast:
-            out = D(aug(x))
-        out = out.float()
-        if out.numel() != len(x):
-            raise ValueError(f"explain_mode 'step' needs one output per sample from D, got shape {tuple(out.shape)}")
-        (jacobian,) = torch.autograd.grad(out.sum(), x)
-        o = out.detach().requires_grad_(True)
-        loss_g = bce(o, cfg.g_target, kind)
-        (d_out,) = torch.autograd.grad(loss_g, o)
-    grad = d_out.reshape(-1, *([1] * (x.dim() - 1))) * jacobian
-    grad = guidance.scale_gradient(grad, x.detach(), D, out.detach(), jacobian)
-    opt_g.zero_grad(set_to_none=True)
-    fake.backward(grad.to(fake.dtype))
-    return loss_g.detach()
+
+    D: nn.Module
+    cfg: Config
+    d_output: str
+    aug: Augment
+    autocast: contextlib.AbstractContextManager
+    opt_g: torch.optim.Optimizer
+
+    def __call__(self, fake: torch.Tensor, guidance: Guidance | None) -> torch.Tensor:
+        """G's loss and its backward pass, with ``guidance`` reshaping G's gradient at ``fake`` (None: plain)."""
+        weights = None
+        if guidance is not None:
+            fake = guidance(fake.float(), self.D)
+            if isinstance(guidance, XAIGuidance):
+                weights = guidance.loss_weights()  # per-sample weights of G's loss (use="weight"), else None
+        with frozen(self.D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's)
+            with self.autocast:
+                d_gen = self.D(self.aug(fake))
+            loss_g = bce(d_gen.float(), self.cfg.g_target, self.d_output, weights)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+        return loss_g
+
+    def shared(self, fake: torch.Tensor, guidance: XAIGuidance) -> torch.Tensor:
+        """G's backward pass with a saliency guidance read from this step's own pass of D (``explain_mode="step"``).
+
+        D's outputs depend on each sample alone (no BatchNorm), so one backward pass of their sum gives each sample's
+        ``d out_i / d x_i``. G's loss gradient at the image is ``d loss / d out_i`` times it, and the saliency is
+        ``|d target / d out_i|`` times it: selection, explanation and G's gradient from one forward and one backward of
+        D, where the plain G step also needs one of each.
+        """
+        D, aug, autocast = self.D, self.aug, self.autocast
+        x = fake.detach().float().requires_grad_(True)
+        with frozen(D), torch.enable_grad():
+            with autocast:
+                out = D(aug(x))
+            out = out.float()
+            if out.numel() != len(x):
+                raise ConfigError(
+                    f"explain_mode 'step' needs one output per sample from D, got shape {tuple(out.shape)}"
+                )
+            (jacobian,) = torch.autograd.grad(out.sum(), x)
+            o = out.detach().requires_grad_(True)
+            loss_g = bce(o, self.cfg.g_target, self.d_output)
+            (d_out,) = torch.autograd.grad(loss_g, o)
+        grad = d_out.reshape(-1, *([1] * (x.dim() - 1))) * jacobian
+        grad = guidance.scale_gradient(grad, x.detach(), D, out.detach(), jacobian)
+        self.opt_g.zero_grad(set_to_none=True)
+        fake.backward(grad.to(fake.dtype))
+        return loss_g.detach()

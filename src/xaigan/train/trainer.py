@@ -22,7 +22,7 @@ from torch import nn
 from xaigan.config import Config
 from xaigan.data import ImageData, Loader
 from xaigan.errors import RunError
-from xaigan.guidance import CountsRegimes, Guidance, Scheduled
+from xaigan.guidance import Guidance, XAIGuidance
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint, distributed
@@ -265,7 +265,7 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs and not interrupted:
                 guide = self.guidance if self.guidance_active(self.epoch) else None
-                if isinstance(guide, Scheduled):
+                if isinstance(guide, XAIGuidance):
                     guide.at_epoch(self.epoch)  # the strength's schedule
                 for real in self.loader.batches(self.epoch, self.position):
                     t0 = time.perf_counter()
@@ -295,7 +295,7 @@ class Trainer:
                         stats.update(
                             xai_explained=xai["explained"], xai_mask_mean=xai["mask_mean"], xai_seconds=xai["seconds"]
                         )
-                        if isinstance(guide, Scheduled):
+                        if isinstance(guide, XAIGuidance):
                             stats["xai_alpha"] = guide.alpha_now
                         for event in guide.drain_events():
                             logger.log({"epoch": self.epoch, "step": self.step, **event})
@@ -369,7 +369,7 @@ class Trainer:
         self.pending_epoch = None
 
     def _xai_regimes(self) -> dict[str, Any]:
-        return {"xai_regimes": self.guidance.regimes()} if isinstance(self.guidance, CountsRegimes) else {}
+        return {"xai_regimes": self.guidance.regimes()} if isinstance(self.guidance, XAIGuidance) else {}
 
     def _finish(self) -> dict[str, Any]:
         records = [r for r in self.run.read_metrics() if "d_loss" in r]
