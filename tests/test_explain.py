@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -401,3 +402,31 @@ def test_bf16_precision_reaches_the_explainer_from_the_config_and_is_checked():
         explain.explain("saliency", D, x, precision="fp16")
     with pytest.raises(ValueError, match="precision"):
         XAIGuidance("saliency", precision="half")
+
+
+def test_the_captum_patch_is_one_place_and_still_fits_captum():
+    """DeepLIFT through captum needs its rescale rule for our clamped-logit head, which captum only offers through a
+    private table (``captum.attr._core.deep_lift.SUPPORTED_NON_LINEAR``). If a captum release renames or reshapes it,
+    this test fails first, loudly, rather than the explanations changing quietly."""
+    from captum.attr._core import deep_lift
+
+    from xaigan.explain._base import Logit
+    from xaigan.explain.deeplift import captum_deeplift
+
+    table = getattr(deep_lift, "SUPPORTED_NON_LINEAR", None)
+    assert isinstance(table, dict), "captum no longer has deep_lift.SUPPORTED_NON_LINEAR: update captum_deeplift()"
+    assert table.get(nn.Sigmoid) is deep_lift.nonlinear, "captum's rescale rule moved: update captum_deeplift()"
+    captum_deeplift()
+    assert table[Logit] is deep_lift.nonlinear
+    src = Path(explain.__file__).parent
+    patched = [p.name for p in src.rglob("*.py") if "SUPPORTED_NON_LINEAR" in p.read_text()]
+    assert patched == ["deeplift.py"]
+    # Behaviour: with the rule, DeepLIFT of logit(sigmoid(z)) against a reference equals DeepLIFT of z (the two
+    # multipliers cancel); a linear z makes that (x - ref) * w exactly.
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 1)).double()
+    D = nn.Sequential(lin, nn.Sigmoid())
+    x, ref = torch.randn(3, 1, 4, 4, dtype=torch.double), torch.zeros(1, 1, 4, 4, dtype=torch.double)
+    maps = explain.explain("deeplift", D, x, target="logit", baselines=ref, use_captum=True)
+    expected = (x - ref) * lin[1].weight.view(1, 1, 4, 4)
+    torch.testing.assert_close(maps, expected)

@@ -167,7 +167,7 @@ def _pair_multipliers(
     return out
 
 
-def _captum():
+def captum_deeplift() -> tuple[type, type]:
     """captum's DeepLift classes, with the rescale rule also for our clamped-logit head (see ExplainedModel).
 
     captum picks the rule by module type; registering :class:`Logit` makes DeepLIFT of ``logit(sigmoid(z))`` give
@@ -251,7 +251,7 @@ def deeplift_shap(
     steps = _plan_or_warn(model, use_captum, "deeplift-shap")
     if steps is not None:
         return _pair_multipliers(steps, x, refs, refs.shape[0], False, internal_batch_size, eps)
-    DeepLift, DeepLiftShap = _captum()
+    DeepLift, DeepLiftShap = captum_deeplift()
 
     out = torch.empty_like(x)
     per = max(1, (internal_batch_size or 4096) // refs.shape[0])
@@ -307,7 +307,7 @@ def deeplift(
     steps = _plan_or_warn(model, use_captum, "deeplift")
     if steps is not None:
         return _pair_multipliers(steps, x, refs, 1, True, internal_batch_size, eps)
-    DeepLift, _ = _captum()
+    DeepLift, _ = captum_deeplift()
 
     out = torch.empty_like(x)
     for sl in chunks(x.shape[0], internal_batch_size):
