@@ -1,11 +1,11 @@
-"""One run on N processes (``xaigan train --devices N``, DistributedDataParallel over gloo on CPU) against one process
+"""One run on N processes (``xaigan train --nproc N``, DistributedDataParallel over gloo on CPU) against one process
 with N threads, side by side (issue 12).
 
 The same short run (paper MLP, Fashion-MNIST 35% or the offline MNIST subset, ``--epochs``) is trained alternately
 each way, ``--repeats`` times; we report the median of each run's median logged step time and the ratio. Each
 process of the distributed run has one thread, the single process all of them. Step times exclude start-up.
 
-    python bench/bench_distributed.py [--devices 2] [--repeats 3] [--epochs 2] [--precision bf16]
+    python bench/bench_distributed.py [--nproc 2] [--repeats 3] [--epochs 2] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _run(out: Path, args: list[str], threads: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
@@ -47,16 +47,16 @@ def main() -> None:
     one, many = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(opts.repeats):
-            one.append(_run(Path(tmp) / f"one{i}", common, threads=opts.devices))
-            many.append(_run(Path(tmp) / f"many{i}", [*common, "--devices", str(opts.devices)], threads=1))
+            one.append(_run(Path(tmp) / f"one{i}", common, threads=opts.nproc))
+            many.append(_run(Path(tmp) / f"many{i}", [*common, "--nproc", str(opts.nproc)], threads=1))
             print(
-                f"repeat {i}: 1 process x {opts.devices} threads {one[-1]:.4f} s/step, "
-                f"{opts.devices} processes x 1 thread {many[-1]:.4f} s/step",
+                f"repeat {i}: 1 process x {opts.nproc} threads {one[-1]:.4f} s/step, "
+                f"{opts.nproc} processes x 1 thread {many[-1]:.4f} s/step",
                 flush=True,
             )
     a, b = statistics.median(one), statistics.median(many)
-    print(f"| setting | s/step (median) | ratio |\n|---|---|---|\n| 1 process, {opts.devices} threads | {a:.4f} | 1× |")
-    print(f"| {opts.devices} processes (DDP, gloo), 1 thread each | {b:.4f} | {b / a:.2f}× |")
+    print(f"| setting | s/step (median) | ratio |\n|---|---|---|\n| 1 process, {opts.nproc} threads | {a:.4f} | 1× |")
+    print(f"| {opts.nproc} processes (DDP, gloo), 1 thread each | {b:.4f} | {b / a:.2f}× |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import write_image_folder
 from xaigan import cli
-from xaigan.cli.run import without_devices
+from xaigan.cli.run import without_nproc
 from xaigan.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, monkeypat
     kill_at = _second_checkpoint_write(tmp_path, monkeypatch)
     monkeypatch.setenv("XAIGAN_FAILPOINT", f"kill:{kill_at}:{tmp_path / 'count'}")
     run = tmp_path / "run"
-    args = _train_args(tmp_path, run) + ["--devices", str(first)]
+    args = _train_args(tmp_path, run) + ["--nproc", str(first)]
     if first == 1:  # the kill must not take pytest with it
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         code = subprocess.run([sys.executable, "-m", "xaigan", *args], env=env, capture_output=True).returncode
@@ -103,7 +103,7 @@ def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, monkeypat
         code = cli.main(args)
     assert code != 0 and RunDir(run).state() == "partial"
     monkeypatch.delenv("XAIGAN_FAILPOINT")
-    assert cli.main(["train", "--resume", str(run), "--quiet", "--devices", str(then)]) == 0
+    assert cli.main(["train", "--resume", str(run), "--quiet", "--nproc", str(then)]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 3 * 4 and summary["processes"] == then
     steps = [s for s, *_ in _losses(run)]
@@ -111,10 +111,10 @@ def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_devices_flag_is_removed_for_the_processes():
-    assert without_devices(["train", "--devices", "2", "--quiet"]) == ["train", "--quiet"]
-    assert without_devices(["train", "--devices=4", "--out", "x"]) == ["train", "--out", "x"]
-    assert cli.main(["train", "--devices", "0"]) == 2
+def test_nproc_flag_is_removed_for_the_processes():
+    assert without_nproc(["train", "--nproc", "2", "--quiet"]) == ["train", "--quiet"]
+    assert without_nproc(["train", "--nproc=4", "--out", "x"]) == ["train", "--out", "x"]
+    assert cli.main(["train", "--nproc", "0"]) == 2
 
 
 @pytest.mark.slow
@@ -124,7 +124,7 @@ def test_evaluation_during_training_gathers_every_ranks_features(tmp_path):
 
     write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
     run = tmp_path / "run"
-    args = _train_args(tmp_path, run, epochs=2) + ["--set", "eval_every=1", "--set", "eval_n=90", "--devices", "2"]
+    args = _train_args(tmp_path, run, epochs=2) + ["--set", "eval_every=1", "--set", "eval_n=90", "--nproc", "2"]
     assert cli.main(args) == 0
     logged = [r for r in RunDir(run).read_metrics() if "fid" in r]
     assert [r["epoch"] for r in logged] == [0, 1] and logged[-1]["eval_n"] == 90

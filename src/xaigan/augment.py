@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from xaigan.errors import InputError
 from xaigan.registry import Registry
 
 Op = Callable[[torch.Tensor], torch.Tensor]
@@ -71,11 +72,19 @@ REGISTRY.register("cutout", (cutout,))
 
 
 def parse_policy(policy: str) -> list[str]:
-    """Split and check a policy string; raise ``ValueError`` naming an unknown op."""
+    """Split and check a policy string.
+
+    Args:
+        policy: comma-separated op groups, e.g. ``"color,translation"``.
+
+    Returns:
+        The op groups in order; an unknown one is an :class:`~xaigan.errors.InputError` (a ``ValueError``) naming
+        it.
+    """
     names = [p.strip() for p in policy.split(",") if p.strip()]
     for name in names:
         if name not in REGISTRY:
-            raise ValueError(f"unknown op {name!r}; allowed: {', '.join(REGISTRY.names())} (comma-separated)")
+            raise InputError(f"unknown op {name!r}; allowed: {', '.join(REGISTRY.names())} (comma-separated)")
     return names
 
 

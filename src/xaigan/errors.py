@@ -24,3 +24,8 @@ class InputError(XaiganError, ValueError):
 
 class RunError(XaiganError, RuntimeError):
     """A run or a grid that stopped on purpose (non-finite loss, inert guidance, a dead worker): exit status 1."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or folder the user named (a run, a checkpoint, weights) that is not there: an :class:`InputError`
+    that is still a ``FileNotFoundError`` for callers that catch those."""

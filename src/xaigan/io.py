@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from xaigan.errors import InputError
+from xaigan.errors import InputError, MissingFileError
 
 FAILPOINT_ENV = "XAIGAN_FAILPOINT"
 _write_count = itertools.count(1)
@@ -162,12 +162,13 @@ class UnreadableFileError(InputError):
 def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
 
-    A missing file is ``FileNotFoundError``; a truncated, garbled or foreign file (or one carrying code, which
-    ``weights_only`` refuses) is one :class:`UnreadableFileError` naming the file, not the zip reader's traceback.
+    A missing file is a :class:`~xaigan.errors.MissingFileError` (a ``FileNotFoundError``); a truncated, garbled
+    or foreign file (or one carrying code, which ``weights_only`` refuses) is one :class:`UnreadableFileError`
+    naming the file, not the zip reader's traceback.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no file {path}")
+        raise MissingFileError(f"no file {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip reader, unpickler and weights_only refusals all land here

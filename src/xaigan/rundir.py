@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from xaigan.errors import InputError
-from xaigan.io import atomic_write_text, remove_stale_temps
+from xaigan.errors import InputError, MissingFileError
+from xaigan.io import UnreadableFileError, atomic_write_text, remove_stale_temps
 
 LAST = "last.pt"
 PREVIOUS = "previous.pt"
@@ -223,10 +223,13 @@ class RunDir:
     def read_config(self) -> dict[str, Any]:
         """The stored config as a plain mapping (validate it with :class:`xaigan.config.Config`)."""
         if not self.config_path.is_file():
-            raise FileNotFoundError(f"{self.path} holds no run (no {self.CONFIG})")
-        loaded = yaml.safe_load(self.config_path.read_text()) or {}
+            raise MissingFileError(f"{self.path} holds no run (no {self.CONFIG})")
+        try:
+            loaded = yaml.safe_load(self.config_path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UnreadableFileError(f"{self.config_path} is not readable YAML ({_first_line(exc)})") from exc
         if not isinstance(loaded, dict):
-            raise ValueError(f"{self.config_path} does not hold a mapping of key: value")
+            raise UnreadableFileError(f"{self.config_path} does not hold a mapping of key: value")
         return loaded
 
     def write_config(self, cfg: Mapping[str, Any]) -> None:
@@ -275,4 +278,17 @@ class RunDir:
 
     @staticmethod
     def _read_json(path: Path) -> dict[str, Any]:
-        return json.loads(path.read_text())
+        if not path.is_file():
+            raise MissingFileError(f"no file {path}")
+        try:
+            loaded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UnreadableFileError(f"{path} is truncated or not JSON ({_first_line(exc)})") from exc
+        if not isinstance(loaded, dict):
+            raise UnreadableFileError(f"{path} does not hold a JSON object")
+        return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from xaigan import __version__
@@ -52,10 +53,14 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xaigan", description=DESCRIPTION)
+    # No abbreviated flags: train's flags come from the config schema, so a prefix that works today could turn
+    # ambiguous (--dev: --device or --devices?) or change meaning when a key is added.
+    parser = argparse.ArgumentParser(prog="xaigan", description=DESCRIPTION, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"xaigan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+    )
     fmt = DefaultsFormatter
 
     train = sub.add_parser("train", help="train a GAN (standard or xAI-guided)", formatter_class=fmt)
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
     train.add_argument(
-        "--devices",
+        "--nproc",
         type=int,
         default=1,
         help="train on this many processes (one per GPU on CUDA), launched with torchrun; DistributedDataParallel",

@@ -40,10 +40,10 @@ def config_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
 def cmd_train(args: argparse.Namespace) -> int:
     from xaigan.train import distributed
 
-    if args.devices < 1:
-        raise CLIError(f"--devices must be at least 1, got {args.devices}")
-    if args.devices > 1 and not distributed.launched():
-        return launch(args.devices, args.argv)
+    if args.nproc < 1:
+        raise CLIError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and not distributed.launched():
+        return launch(args.nproc, args.argv)
     from xaigan.train import pick_device
 
     if args.resume:
@@ -86,15 +86,15 @@ def _train(args: argparse.Namespace, run: RunDir, cfg: Any, dist: Any) -> int:
     return 0
 
 
-def without_devices(argv: list[str]) -> list[str]:
-    """The command line without its ``--devices N`` (what each process started by torchrun runs)."""
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line without its ``--nproc N`` (what each process started by torchrun runs)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--devices":
+        elif arg == "--nproc":
             skip = True
-        elif not arg.startswith("--devices="):
+        elif not arg.startswith("--nproc="):
             out.append(arg)
     return out
 
@@ -107,7 +107,7 @@ def launch(n: int, argv: list[str]) -> int:
     import sys
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"]
-    cmd += ["-m", "xaigan", *without_devices(argv)]
+    cmd += ["-m", "xaigan", *without_nproc(argv)]
     log.info("launching %d processes: %s", n, " ".join(cmd[1:]))
     child = subprocess.Popen(cmd)
     try:
@@ -159,6 +159,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from xaigan.evaluate import load_generator
     from xaigan.io import save_image_grid
 
+    if args.n < 1 or args.nrow < 1:
+        raise CLIError(f"--n and --nrow must be at least 1, got {args.n} and {args.nrow}")
     run = RunDir(args.run)
     if not run.checkpoint(args.checkpoint).is_file():
         raise CLIError(f"no checkpoint {run.checkpoint(args.checkpoint)}")

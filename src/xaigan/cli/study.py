@@ -11,8 +11,12 @@ from xaigan.rundir import RunDir
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from xaigan.evaluate import evaluate_run
+    from xaigan.evaluate import PR_K, evaluate_run
 
+    if args.n <= PR_K:
+        raise CLIError(
+            f"--n must be at least {PR_K + 1} (precision and recall look at {PR_K} neighbours), got {args.n}"
+        )
     result = evaluate_run(
         Path(args.run),
         n=args.n,
@@ -39,6 +43,8 @@ def cmd_copying(args: argparse.Namespace) -> int:
     from xaigan.evaluate import copying_run
     from xaigan.report.tables import COPYING_COLUMNS, copying_row, md_row, md_table
 
+    if args.n < 1 or args.cells < 1:
+        raise CLIError(f"--n and --cells must be at least 1, got {args.n} and {args.cells}")
     for i, path in enumerate(args.runs):
         r = copying_run(
             Path(path),

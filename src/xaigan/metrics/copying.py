@@ -24,6 +24,8 @@ import numpy as np
 from scipy import stats
 from scipy.cluster.vq import kmeans2
 
+from xaigan.errors import InputError
+
 from .distances import as_float64
 from .manifold import DEFAULT_CHUNK, sq_dist_block, sq_norms
 
@@ -66,7 +68,7 @@ def copying_test(
     if len({train.shape[1], heldout.shape[1], generated.shape[1]}) != 1:
         raise ValueError(f"feature widths differ: {train.shape[1]}, {heldout.shape[1]}, {generated.shape[1]}")
     if not 1 <= cells <= len(train):
-        raise ValueError(f"cells must be in [1, {len(train)}] (the training images), got {cells}")
+        raise InputError(f"cells must be in [1, {len(train)}] (the training images), got {cells}")
     (d_held, _), (d_gen, _) = nearest(heldout, train), nearest(generated, train)
     centroids, _ = kmeans2(train, cells, minit="++", seed=np.random.default_rng(seed))
     cell_held, cell_gen = nearest(heldout, centroids)[1], nearest(generated, centroids)[1]

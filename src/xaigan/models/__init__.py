@@ -1,34 +1,17 @@
 """Generator/discriminator pairs by name. Every D returns logits ``(B, 1)``; every G maps ``(B, noise_dim)`` noise
 to images ``(B, C, H, W)`` in [-1, 1]. Activations are separate, unshared, non-inplace modules (DeepLift needs it)."""
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from torch import nn
-
+from xaigan.models.catalog import REGISTRY, Builder, available, build
 from xaigan.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from xaigan.models.mlp import SMALL_D, SMALL_G, MLPDiscriminator, MLPGenerator
-from xaigan.registry import Registry
+from xaigan.models.mlp import MLPDiscriminator, MLPGenerator
 
-Builder = Callable[[int, int, int], tuple[nn.Module, nn.Module]]
-"""``(channels, image_size, noise_dim) -> (G, D)``."""
-
-REGISTRY: Registry[Builder] = Registry("model")
-REGISTRY.register("mlp", lambda c, s, z: (MLPGenerator(c, s, z), MLPDiscriminator(c, s)))
-REGISTRY.register(
-    "mlp-small", lambda c, s, z: (MLPGenerator(c, s, z, widths=SMALL_G), MLPDiscriminator(c, s, widths=SMALL_D))
-)
-REGISTRY.register("dcgan", lambda c, s, z: (DCGANGenerator(c, s, z), DCGANDiscriminator(c, s)))
-
-
-def available() -> list[str]:
-    return REGISTRY.names()
-
-
-def build(name: str, channels: int = 1, image_size: int = 32, noise_dim: int = 100) -> tuple[nn.Module, nn.Module]:
-    """``(G, D)`` for a registered model name."""
-    return REGISTRY.get(name)(channels, image_size, noise_dim)
-
-
-__all__ = ["REGISTRY", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "available", "build"]
+__all__ = [
+    "REGISTRY",
+    "Builder",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "available",
+    "build",
+]

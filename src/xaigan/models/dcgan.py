@@ -6,11 +6,13 @@ import math
 
 from torch import nn
 
+from xaigan.errors import InputError
+
 
 def _levels(image_size: int) -> int:
     levels = math.log2(image_size / 4)
     if image_size < 8 or levels != int(levels):
-        raise ValueError(f"dcgan needs an image size of 4 * 2^k (8, 16, 32, 64, ...), got {image_size}")
+        raise InputError(f"dcgan needs an image size of 4 * 2^k (8, 16, 32, 64, ...), got {image_size}")
     return int(levels)
 
 
