@@ -111,6 +111,21 @@ def test_a_missing_run_is_bad_input(tmp_path, capsys):
     assert err == f"xaigan: error: {tmp_path / 'nowhere'} holds no run (no config.yaml)\n"
 
 
+@pytest.mark.parametrize("argv", [["report"], ["train", "--resume"], ["evaluate", "--checkpoint", "nope.pt"]])
+def test_a_folder_or_file_that_is_not_what_the_command_needs_is_bad_input(tmp_path, capsys, argv):
+    """Raised deep in report, factory and evaluate: one line, exit 2 (not an OS error, not an internal error)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    if argv[0] == "evaluate":
+        (run / "config.yaml").write_text("dataset: mnist\nepochs: 1\n")
+        args = [argv[0], str(run), *argv[1:]]
+    else:
+        args = [*argv, str(run)]
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("xaigan: error: "), err
+
+
 def _bad_inputs(tmp_path):
     """Bad input met inside the library: (what to call, the type callers caught before it was an InputError)."""
     from xaigan import augment, data, models

@@ -22,6 +22,7 @@ from torch import nn
 from xaigan import data as data_mod
 from xaigan import metrics, models
 from xaigan.config import Config
+from xaigan.errors import InputError, MissingFileError
 from xaigan.io import UnreadableFileError, atomic_write_text, to_uint8
 from xaigan.metrics.features import FeatureExtractor
 from xaigan.registry import Registry
@@ -90,7 +91,7 @@ def _provide_domain(req: ExtractorRequest) -> tuple[FeatureExtractor, dict[str, 
     """The dataset's own classifier (trained on its train split, cached by content), as a feature extractor."""
     train = data_mod.load(req.dataset, data_dir=req.data_dir, split="train", download=False)
     if (train.labels < 0).any():
-        raise ValueError(
+        raise InputError(
             f"the domain extractor needs labelled data and {req.dataset} has no labels; use --features inception"
         )
     kwargs: dict[str, Any] = {}
@@ -222,7 +223,7 @@ def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tupl
     G, _ = models.build(cfg.model, shape[0], shape[1], cfg.noise_dim)
     path = run.checkpoint(checkpoint)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path}")
+        raise MissingFileError(f"no checkpoint {path}")
     state = checkpoint_mod.load(path)
     if cfg.g_ema > 0:  # the run's result is G's weight average (xaigan.train.ema)
         if "G_ema" not in state:
@@ -291,7 +292,7 @@ def copying_run(
     train = data_mod.load(cfg.dataset, download=False, **kwargs)
     recorded = run.read_data_meta().get("content_sha256")
     if recorded and recorded != train.meta["content_sha256"]:
-        raise ValueError(f"{run.path}: its training images are not the ones it recorded (data.json): data changed")
+        raise InputError(f"{run.path}: its training images are not the ones it recorded (data.json): data changed")
     heldout = data_mod.load_heldout(cfg.dataset, **kwargs)
     pick = np.sort(np.random.default_rng(seed).permutation(len(heldout))[:n])
     extractor, info = PROVIDERS[features].provide(

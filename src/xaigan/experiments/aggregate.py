@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from xaigan.errors import InputError
 from xaigan.experiments.grid import Grid
 from xaigan.experiments.statistics import holm, mean_ci, paired_test
 
@@ -27,23 +28,23 @@ def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
             where = f"{other['run_dir']} vs {first['run_dir']}"
             a_ext, b_ext = first["eval"]["extractor"], other["eval"]["extractor"]
             if None in (a_ext.get("id"), b_ext.get("id"), a_ext.get("weights_hash"), b_ext.get("weights_hash")):
-                raise ValueError(f"{where}: eval.json does not record its extractor's id and weights_hash")
+                raise InputError(f"{where}: eval.json does not record its extractor's id and weights_hash")
             if a_ext["id"] != b_ext["id"]:
-                raise ValueError(
+                raise InputError(
                     f"{where}: scored by different feature extractors ({b_ext['id']} vs {a_ext['id']}), whose "
                     "scores are not comparable; re-run `xaigan evaluate` on one of them"
                 )
             a, b = first["eval"].get("reference"), other["eval"].get("reference")
             if a is None or b is None:
-                raise ValueError(f"{where}: eval.json does not record its reference set; re-run `xaigan evaluate`")
+                raise InputError(f"{where}: eval.json does not record its reference set; re-run `xaigan evaluate`")
             for key in ("content_sha256", "split", "n"):
                 if a.get(key) != b.get(key):
-                    raise ValueError(
+                    raise InputError(
                         f"{where}: scored against different reference sets ({key} {b.get(key)} vs {a.get(key)}); "
                         "re-run `xaigan evaluate` with the same --reference"
                     )
             if first["eval"].get("n") != other["eval"].get("n"):
-                raise ValueError(
+                raise InputError(
                     f"{where}: scored on {other['eval'].get('n')} vs {first['eval'].get('n')} generated samples "
                     "(FID's bias depends on n); re-run `xaigan evaluate` with the same --n"
                 )

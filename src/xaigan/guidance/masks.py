@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from xaigan.errors import InputError, MissingFileError
 from xaigan.settings import NORMALIZE, PRIOR_MODES
 
 
@@ -153,9 +154,15 @@ def load_prior(path: str | Path, size: tuple[int, int]) -> Tensor:
         >>> prior.shape, float(prior.min())
         (torch.Size([1, 32, 32]), 1.0)
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as img:
+    try:
+        img = Image.open(path)
+    except FileNotFoundError as exc:
+        raise MissingFileError(f"prior: no file {path}") from exc
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"prior: {path} is not a readable image file ({exc})") from exc
+    with img:
         grey = img.convert("L").resize((size[1], size[0]), Image.BILINEAR)
         data = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
     return data.view(1, size[0], size[1]).float() / 255.0

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from xaigan import explain as _explain
+from xaigan.errors import InputError
 from xaigan.explain import (
     ExplainedModel,
     has_batchnorm,
@@ -136,7 +137,7 @@ class XAIGuidance:
                 prior = torch.as_tensor(self.prior).detach()
             prior = prior.to(device=x.device, dtype=x.dtype)
             if not broadcasts(prior.shape, x.shape[1:]):
-                raise ValueError(
+                raise InputError(
                     f"prior of shape {tuple(prior.shape)} does not broadcast to one image {tuple(x.shape[1:])}"
                 )
             self._prior_cache[key] = prior
@@ -154,7 +155,7 @@ class XAIGuidance:
                 self._scores = model(x).reshape(-1)
         s = self._scores
         if kind == "prob" and s.numel() and not bool(((s >= 0) & (s <= 1)).all()):
-            raise ValueError(
+            raise InputError(
                 f"D was taken to return probabilities (d_output={self.d_output!r}) but its outputs range over "
                 f"[{float(s.min()):.4g}, {float(s.max()):.4g}]: pass d_output='logit' if D returns logits"
             )

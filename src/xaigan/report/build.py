@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from xaigan.errors import MissingFileError
 from xaigan.experiments import aggregate, collect, load_grid
 from xaigan.experiments.record import evenly_spaced
 from xaigan.experiments.selection import apply_rule
@@ -262,7 +263,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.md`` (+ ``report_files/``) and ``report.html`` into ``out_dir``; return both paths."""
     out_dir = Path(out_dir)
     if not (out_dir / "grid.yaml").is_file() or not (out_dir / "grid.json").is_file():
-        raise FileNotFoundError(f"{out_dir} is not a grid output folder (needs grid.yaml and grid.json)")
+        raise MissingFileError(f"{out_dir} is not a grid output folder (needs grid.yaml and grid.json)")
     remove_stale_temps(out_dir, recursive=False)
     remove_stale_temps(out_dir / "report_files")
     grid = load_grid(out_dir / "grid.yaml")
@@ -270,7 +271,7 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     specs = grid.runs(out_dir, meta["budget"], meta["seeds"])
     records = [collect(s) for s in specs if RunDir(s.run_dir).summary_path.is_file()]
     if not records:
-        raise FileNotFoundError(f"{out_dir} holds no finished runs yet")
+        raise MissingFileError(f"{out_dir} holds no finished runs yet")
     rows = aggregate(grid, records)
     selection = apply_rule(rows, grid.select, len(meta["seeds"])) if grid.select else None
     series = curves(records)

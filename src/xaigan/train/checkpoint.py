@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xaigan.errors import MissingFileError
 from xaigan.io import UnreadableFileError, load_torch, save_torch
 
 
@@ -153,7 +154,7 @@ def load(path: Path) -> dict[str, Any]:
     """A checkpoint's state; missing, unreadable or incomplete files are one clear error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
     state = load_torch(path)
     keys = ("G", "D", "opt_g", "opt_d", "epoch", "position", "step", "rng")
     missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)

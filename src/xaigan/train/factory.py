@@ -16,7 +16,7 @@ from xaigan import data as data_mod
 from xaigan import explain, models
 from xaigan.augment import DiffAugment, ExplainedCutout
 from xaigan.config import Config, ConfigError
-from xaigan.errors import InputError
+from xaigan.errors import InputError, MissingFileError, RunError
 from xaigan.guidance import XAIGuidance
 from xaigan.io import UnreadableFileError
 from xaigan.rundir import LAST, PREVIOUS, RunDir
@@ -141,7 +141,7 @@ def _on_main(dist: Dist | None, claim: Callable[[], Any]) -> Any:
     if dist.any(error is not None):
         if error is not None:
             raise error
-        raise RuntimeError("rank 0 could not take the run folder (its error is above)")
+        raise RunError("rank 0 could not take the run folder (its error is above)")
     return result
 
 
@@ -226,9 +226,9 @@ def resume(run_dir: str | RunDir, dist: Dist | None = None, progress: bool | Non
     """
     run = RunDir(run_dir)
     if run.state() == "started":
-        raise FileNotFoundError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
+        raise MissingFileError(f"{run.path} stopped before its first checkpoint: start it again with --overwrite")
     if not run.config_path.is_file() or run.state() == "new":
-        raise FileNotFoundError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
+        raise MissingFileError(f"{run.path} holds no resumable run (needs {run.CONFIG} and a last checkpoint)")
     lock = _on_main(dist, lambda: _claim_existing(run))
     try:
         state, fell_back = _load_last_good(run)
