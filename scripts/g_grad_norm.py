@@ -19,7 +19,8 @@ from _trained import load_trained
 
 from xaigan.config import Config
 from xaigan.explain import resolve_output
-from xaigan.train.step import bce, step_autocast
+from xaigan.train.losses import bce
+from xaigan.train.step import step_autocast
 
 
 def main(argv: list[str] | None = None) -> None:

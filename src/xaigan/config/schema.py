@@ -20,7 +20,7 @@ from xaigan.config.checks import (
     model_names,
     xai_names,
 )
-from xaigan.settings import OUTPUTS, ConfigError, GuidanceSettings, Option, option, options_of
+from xaigan.settings import LOSSES, OUTPUTS, ConfigError, GuidanceSettings, Option, option, options_of
 
 
 def _with_guidance(after: str) -> Callable[[type], type]:
@@ -78,6 +78,30 @@ class Config:
     g_target: float = option(0.9, "G's target for its own images", range="in [0, 1]", group="optimisation")
     g_clip: float = option(10.0, "max norm of G's gradient (0: no clipping)", range=">= 0", group="optimisation")
     d_steps: int = option(1, "D steps per G step", range="> 0", group="optimisation")
+    loss: str = option(
+        "bce-smoothed",
+        "GAN loss: bce-smoothed (the paper's: BCE with label_real/label_fake/g_target), ns (non-saturating BCE, no "
+        "smoothing) or hinge (on D's raw score)",
+        choices=LOSSES,
+        group="optimisation",
+    )
+    g_topk: bool = option(
+        False,
+        "top-k training (Sinha et al. 2020): G's update keeps the k samples D scores most realistic; k shrinks by "
+        "g_topk_gamma every epoch, never below g_topk_min of the batch",
+        group="optimisation",
+    )
+    g_topk_gamma: float = option(0.99, "top-k: k's factor per epoch", range="in (0, 1]", group="optimisation")
+    g_topk_min: float = option(
+        0.5, "top-k: the least fraction of the batch kept", range="in (0, 1]", group="optimisation"
+    )
+    g_accept_weight: float = option(
+        0.0,
+        "acceptance weighting: the samples D accepts weigh 1 + this in G's loss (0: off; what the paper's rule does "
+        "to them, without explanations)",
+        range=">= 0",
+        group="optimisation",
+    )
     precision: str = option(
         "fp32",
         "arithmetic of the training step: fp32, bf16 (autocast matmuls, fp32 weights and optimiser state), or auto: "

@@ -16,8 +16,10 @@ from xaigan.settings.guidance import (
     config_options,
 )
 from xaigan.settings.options import RANGES, ConfigError, Option, option, options_of
+from xaigan.settings.training import LOSSES
 
 __all__ = [
+    "LOSSES",
     "MODES",
     "NORMALIZE",
     "OUTPUTS",

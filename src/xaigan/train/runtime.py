@@ -13,6 +13,7 @@ from torch import nn
 from xaigan.config import Config, ConfigError
 from xaigan.explain import resolve_mode, resolve_output
 from xaigan.process import log_once
+from xaigan.train.losses import check_loss
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,12 @@ def resolve_runtime(
                 "times slower than fp32 (docs/benchmarks.md); precision auto picks fp32 here",
             )
         precision = pick_precision(precision, device)
+    d_output = resolve_output(D, cfg.d_output)
+    check_loss(cfg.loss, d_output)
     return Runtime(
         device=device,
         precision=precision,
-        d_output=resolve_output(D, cfg.d_output),
+        d_output=d_output,
         explain_mode=resolve_mode(D, cfg.explain_mode),
         progress=cfg.progress if progress is None else progress,
     )

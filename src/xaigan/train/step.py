@@ -7,30 +7,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xaigan.config import Config, ConfigError
 from xaigan.explain import has_batchnorm, resolve_output
 from xaigan.guidance import Guidance, XAIGuidance
+from xaigan.train.losses import d_loss, g_loss, prob_real
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-
-
-def bce(out: torch.Tensor, target: float, d_output: str, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy of D's outputs against a constant target, for a logit or a probability D; ``weight``:
-    one weight per sample (the mean of the weighted losses)."""
-    labels = torch.full_like(out, target)
-    if weight is not None:
-        weight = weight.to(out.dtype).reshape(out.shape[0], *([1] * (out.dim() - 1))).expand_as(out)
-    if d_output == "prob":
-        return F.binary_cross_entropy(out, labels, weight=weight)
-    return F.binary_cross_entropy_with_logits(out, labels, weight=weight)
-
-
-def prob_real(out: torch.Tensor, d_output: str) -> torch.Tensor:
-    """D's probability of "real" from its raw outputs."""
-    return out if d_output == "prob" else torch.sigmoid(out)
 
 
 @contextlib.contextmanager
@@ -73,8 +57,10 @@ def gan_step(
     augment: Augment | None = None,
     guidance: Guidance | None = None,
     noise: Callable[[int], torch.Tensor] | None = None,
+    weights: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
 ) -> dict[str, float]:
-    """One D step and one G step of the paper's standard GAN (BCE, label smoothing, G gradient clipping).
+    """One D step and one G step of a GAN with ``cfg.loss`` (the paper's BCE with label smoothing by default) and
+    G gradient clipping.
 
     ``cfg.d_output`` says whether D returns logits or probabilities (``auto``: detected from D's last module).
     ``noise(n)`` draws G's input (default: ``n`` standard normal rows from the global generator). G and D may be
@@ -91,6 +77,8 @@ def gan_step(
         augment: applied to every input of D (DiffAugment), or None.
         guidance: reshapes G's gradient at the fakes (:class:`xaigan.guidance.Guidance`), or None.
         noise: ``noise(n)`` draws G's input (default: ``n`` standard normal rows from the global generator).
+        weights: ``weights(scores)`` gives ``(B,)`` weights of G's per-sample loss terms from D's raw outputs on the
+            generated batch, or None (top-k, acceptance weighting: :mod:`xaigan.train.weights`).
 
     Returns:
         ``d_loss``, ``g_loss`` and D's mean probability of real on the real (``d_real``) and fake (``d_fake``)
@@ -127,14 +115,14 @@ def gan_step(
                 d_real, d_fake = D(aug(torch.cat([real, fake.to(real.dtype)]))).float().split(batch)
             else:  # separately (a BatchNorm D normalises each batch by its own statistics)
                 d_real, d_fake = D(aug(real)).float(), D(aug(fake)).float()
-        loss_d = bce(d_real, cfg.label_real, d_output) + bce(d_fake, cfg.label_fake, d_output)
+        loss_d = d_loss(cfg.loss, d_real, d_fake, (cfg.label_real, cfg.label_fake), d_output)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
     with autocast:
         fake = G(noise(batch))
-    g_step = GStep(inner, cfg, d_output, aug, autocast, opt_g)
+    g_step = GStep(inner, cfg, d_output, aug, autocast, opt_g, weights)
     if isinstance(guidance, XAIGuidance) and guidance.shares_step(inner):
         loss_g = g_step.shared(fake, guidance)
     else:
@@ -162,6 +150,7 @@ class GStep:
         aug: applied to every input of D (the identity when there is no augmentation).
         autocast: the step's autocast context (a null context in fp32).
         opt_g: G's optimiser (its gradients are zeroed here; the caller clips and steps).
+        weights: per-sample weights of G's loss terms from D's raw outputs, or None (see :func:`gan_step`).
     """
 
     D: nn.Module
@@ -170,6 +159,14 @@ class GStep:
     aug: Augment
     autocast: contextlib.AbstractContextManager
     opt_g: torch.optim.Optimizer
+    weights: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+
+    def weigh(self, scores: torch.Tensor, guided: torch.Tensor | None) -> torch.Tensor | None:
+        """The product of the guidance's weights (``guided``) and :attr:`weights` of ``scores``; None: all 1."""
+        mine = self.weights(scores.detach()) if self.weights is not None else None
+        if mine is None or guided is None:
+            return guided if mine is None else mine
+        return guided * mine
 
     def __call__(self, fake: torch.Tensor, guidance: Guidance | None) -> torch.Tensor:
         """G's loss and its backward pass, with ``guidance`` reshaping G's gradient at ``fake`` (None: plain)."""
@@ -180,8 +177,9 @@ class GStep:
                 weights = guidance.loss_weights()  # per-sample weights of G's loss (use="weight"), else None
         with frozen(self.D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's)
             with self.autocast:
-                d_gen = self.D(self.aug(fake))
-            loss_g = bce(d_gen.float(), self.cfg.g_target, self.d_output, weights)
+                d_gen = self.D(self.aug(fake)).float()
+            weights = self.weigh(d_gen, weights)
+            loss_g = g_loss(self.cfg.loss, d_gen, self.cfg.g_target, self.d_output, weights)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
         return loss_g
@@ -206,7 +204,7 @@ class GStep:
                 )
             (jacobian,) = torch.autograd.grad(out.sum(), x)
             o = out.detach().requires_grad_(True)
-            loss_g = bce(o, self.cfg.g_target, self.d_output)
+            loss_g = g_loss(self.cfg.loss, o, self.cfg.g_target, self.d_output, self.weigh(o, None))
             (d_out,) = torch.autograd.grad(loss_g, o)
         grad = d_out.reshape(-1, *([1] * (x.dim() - 1))) * jacobian
         grad = guidance.scale_gradient(grad, x.detach(), D, out.detach(), jacobian)

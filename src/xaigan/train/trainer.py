@@ -35,6 +35,7 @@ from xaigan.train.provenance import provenance
 from xaigan.train.runtime import resolve_runtime
 from xaigan.train.signals import deferred_stop_signals
 from xaigan.train.step import Augment, gan_step, make_optimizers
+from xaigan.train.weights import sample_weights
 
 log = logging.getLogger(__name__)
 
@@ -267,13 +268,13 @@ class Trainer:
                 guide = self.guidance if self.guidance_active(self.epoch) else None
                 if isinstance(guide, XAIGuidance):
                     guide.at_epoch(self.epoch)  # the strength's schedule
+                weights = sample_weights(cfg, self.runtime.d_output, self.epoch)  # top-k, acceptance weighting
                 for real in self.loader.batches(self.epoch, self.position):
                     t0 = time.perf_counter()
                     if self.noise is not None:
                         self.noise.global_size = self.loader.global_size(self.position)
-                    stats = gan_step(
-                        self._train_G, self._train_D, self.opt_g, self.opt_d, real, cfg, self.augment, guide, self.noise
-                    )
+                    G, D = self._train_G, self._train_D
+                    stats = gan_step(G, D, self.opt_g, self.opt_d, real, cfg, self.augment, guide, self.noise, weights)
                     if self.ema is not None:
                         self.ema.update(self.G)
                     stop = bool(received) or (stop_at_step is not None and self.step + 1 >= stop_at_step)
