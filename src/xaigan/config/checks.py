@@ -14,6 +14,20 @@ def model_names() -> tuple[str, ...]:
     return tuple(models.available())
 
 
+def check_own_model(value: str) -> None:
+    """A model outside the registered names must be ``package.module:function`` that imports (one error line)."""
+    from xaigan import models
+
+    if not models.is_import_path(value):
+        raise ConfigError(
+            f"model must be one of {', '.join(models.available())} or package.module:function; got {value!r}"
+        )
+    try:
+        models.load_builder(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def xai_names() -> tuple[str, ...]:
     from xaigan import explain
 

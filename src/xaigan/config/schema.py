@@ -15,12 +15,13 @@ from typing import Any
 from xaigan.config.checks import (
     check_dataset,
     check_name,
+    check_own_model,
     check_policy,
     feature_names,
     model_names,
     xai_names,
 )
-from xaigan.settings import LOSSES, OUTPUTS, ConfigError, GuidanceSettings, Option, option, options_of
+from xaigan.settings import LOSSES, OUTPUTS, SPECTRAL_NORM, ConfigError, GuidanceSettings, Option, option, options_of
 
 
 def _with_guidance(after: str) -> Callable[[type], type]:
@@ -56,7 +57,21 @@ class Config:
     subset: str = option("random", "how the fraction is chosen", choices=("random", "first"), group="data")
     split: str = option("all", "which split to train on", choices=("all", "train", "test"), group="data")
     # model
-    model: str = option("mlp", "generator/discriminator pair", choices=model_names, group="model")
+    model: str = option(
+        "mlp",
+        "generator/discriminator pair, or your own: package.module:function returning (G, D) for (channels, "
+        "image_size, noise_dim)",
+        choices=model_names,
+        other=check_own_model,
+        group="model",
+    )
+    spectral_norm: str = option(
+        "model",
+        "spectral normalisation of D: model (as the model builds it: sngan yes, the others no), on (every "
+        "convolution and dense layer), off",
+        choices=SPECTRAL_NORM,
+        group="model",
+    )
     noise_dim: int = option(100, "length of G's noise vector", range="> 0", group="model")
     d_output: str = option(
         "auto",

@@ -16,7 +16,7 @@ from xaigan.settings.guidance import (
     config_options,
 )
 from xaigan.settings.options import RANGES, ConfigError, Option, option, options_of
-from xaigan.settings.training import LOSSES
+from xaigan.settings.training import LOSSES, SPECTRAL_NORM
 
 __all__ = [
     "LOSSES",
@@ -28,6 +28,7 @@ __all__ = [
     "RANGES",
     "SCHEDULES",
     "SELECT",
+    "SPECTRAL_NORM",
     "TARGETS",
     "USES",
     "ConfigError",

@@ -44,6 +44,7 @@ def option(
     check: Callable[[Any], None] | None = None,
     group: str = "",
     key: str | None = None,
+    other: Callable[[Any], None] | None = None,
 ) -> Any:
     """A declared field.
 
@@ -56,6 +57,8 @@ def option(
         group: the section of ``--help`` and the docs.
         key: the run configuration's key for a guidance setting (e.g. ``xai_use`` for ``use``); None: the setting
             is not a key of its own (the trainer derives it).
+        other: a check for values outside ``choices`` that may still be allowed (your own model,
+            ``package.module:function``); None: they are refused.
 
     Example:
         >>> from dataclasses import dataclass
@@ -68,6 +71,7 @@ def option(
     if range is not None and range not in RANGES:
         raise ValueError(f"unknown range {range!r}")
     meta = {"help": help, "choices": choices, "range": range, "check": check, "group": group, "key": key}
+    meta["other"] = other
     return field(default=default, metadata=meta)
 
 
@@ -85,6 +89,7 @@ class Option:
     check: Callable[[Any], None] | None
     group: str
     key: str | None = None
+    other: Callable[[Any], None] | None = None
 
     def allowed(self) -> tuple[str, ...] | None:
         return self.choices() if callable(self.choices) else self.choices
@@ -95,7 +100,9 @@ class Option:
             return
         name = name or self.name
         allowed = self.allowed()
-        if allowed is not None and value not in allowed:
+        if allowed is not None and value not in allowed and self.other is not None:
+            self.other(value)
+        elif allowed is not None and value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.range is not None and not RANGES[self.range](value):
             raise ConfigError(f"{name} must be {self.range}, got {value!r}")
@@ -168,6 +175,7 @@ def options_of(cls: type) -> list[Option]:
                 meta["check"],
                 meta["group"],
                 meta.get("key"),
+                meta.get("other"),
             )
         )
     return out

@@ -1,3 +1,4 @@
 """Allowed values of the training's own settings that code below the configuration also reads."""
 
 LOSSES = ("bce-smoothed", "ns", "hinge")  # the GAN losses (xaigan.train.losses)
+SPECTRAL_NORM = ("model", "on", "off")  # spectral normalisation of D (xaigan.models.build)

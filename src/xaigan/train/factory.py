@@ -119,7 +119,7 @@ def build_parts(cfg: Config, run: RunDir, dist: Dist | None = None, progress: bo
     data = data_mod.load(
         cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, fraction=cfg.fraction, subset=cfg.subset, seed=cfg.seed
     )
-    G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim)
+    G, D = models.build(cfg.model, data.channels, data.image_size, cfg.noise_dim, cfg.spectral_norm)
     augment = build_augment(cfg, D)
     trainer = Trainer(G, D, data, cfg, run, augment=augment, device=device, dist=dist, progress=progress)
     trainer.guidance = build_guidance(trainer.cfg, data.images, augment, device)  # as the trainer resolved it

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import xaigan
+from xaigan import models
 
 CPU_EXTENSIONS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what decides our CPU step's speed
 
@@ -61,8 +62,10 @@ def git_state(folder: str | Path | None = None) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
-def provenance(device: torch.device, precision: str) -> dict[str, Any]:
-    """Everything :mod:`xaigan.train.provenance` records for a run trained on ``device`` in ``precision``."""
+def provenance(device: torch.device, precision: str, model: str = "") -> dict[str, Any]:
+    """Everything :mod:`xaigan.train.provenance` records for a run trained on ``device`` in ``precision``; for your
+    own ``model`` (``package.module:function``) also its import path, file and the file's sha256."""
+    own = {"model": models.source(model)} if models.is_import_path(model) else {}
     return {
         "xaigan": xaigan.__version__,
         "git": git_state(),
@@ -71,4 +74,5 @@ def provenance(device: torch.device, precision: str) -> dict[str, Any]:
         "device": device_info(device),
         "threads": torch.get_num_threads(),
         "precision": precision,
+        **own,
     }

@@ -388,7 +388,7 @@ class Trainer:
             **self.extra,
             "device": str(self.device),
             "processes": self.dist.world if self.dist else 1,
-            "provenance": provenance(self.device, self.cfg.precision),
+            "provenance": provenance(self.device, self.cfg.precision, self.cfg.model),
             "samples": str(self.run.samples_dir),
         }
         if not self.main:
