@@ -121,3 +121,28 @@ def test_your_own_nets_by_import_path(own_nets):
         Config(model="not a path")
     with pytest.raises(InputError, match=r"must return \(G, D\)"):
         models.build("mynets:broken", 1, 8, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["sngan-small", "mynets:build"])
+def test_the_command_line_trains_evaluates_and_samples_a_modern_or_own_gan(own_nets, model, capsys):
+    import json
+
+    from tests.conftest import write_image_folder
+    from xaigan import cli
+
+    write_image_folder(own_nets / "imgs", n=64, size=32, mode="L")
+    run = own_nets / "run"
+    argv = ["train", "--dataset", f"folder:{own_nets / 'imgs'}", "--model", model, "--loss", "hinge"]
+    argv += ["--set", "g_topk=true", "--epochs", "2", "--batch-size", "32", "--out", str(run), "--no-progress"]
+    assert cli.main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 4
+    if ":" in model:
+        assert summary["provenance"]["model"]["import"] == model
+    assert cli.main(["evaluate", str(run), "--n", "100"]) == 0
+    assert cli.main(["sample", str(run), "--n", "16", "--out", str(own_nets / "grid.png")]) == 0
+    assert (own_nets / "grid.png").is_file()
+    bad = ["train", "--dataset", f"folder:{own_nets / 'imgs'}", "--model", "mynets:missing", "--out", str(run) + "2"]
+    assert cli.main(bad) == 2
+    assert "no callable 'missing'" in capsys.readouterr().err

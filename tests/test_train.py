@@ -25,8 +25,33 @@ def _weights(run_dir):
     return state
 
 
+OWN_NETS = """
+from torch import nn
+
+
+def build(channels, image_size, noise_dim):
+    side = channels * image_size**2
+    G = nn.Sequential(nn.Linear(noise_dim, side), nn.Tanh(), nn.Unflatten(1, (channels, image_size, image_size)))
+    D = nn.Sequential(nn.Flatten(), nn.Linear(side, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    return G, D
+"""
+
+VARIANTS = {
+    "paper": {},
+    "sngan-hinge-topk": {
+        **{"model": "sngan-small", "loss": "hinge", "g_topk": True, "g_topk_gamma": 0.7, "g_accept_weight": 0.5},
+        **{"xai": "saliency", "xai_start": 0.34, "diffaugment": "translation"},
+    },
+    "own-nets": {"model": "own_nets_for_resume:build", "loss": "ns", "spectral_norm": "on"},
+}
+
+
 @pytest.mark.slow
-def test_interrupt_and_resume_is_bit_identical(tmp_path, folder_cfg):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_interrupt_and_resume_is_bit_identical(tmp_path, folder_cfg, variant, monkeypatch):
+    (tmp_path / "own_nets_for_resume.py").write_text(OWN_NETS)
+    monkeypatch.chdir(tmp_path)
+    folder_cfg = folder_cfg.replace(**VARIANTS[variant])
     train.from_config(folder_cfg, tmp_path / "straight").fit()
     interrupted = train.from_config(folder_cfg, tmp_path / "resumed")
     result = interrupted.fit(stop_at_step=7)  # mid-epoch 1 (5 steps per epoch)
