@@ -146,3 +146,21 @@ def test_the_command_line_trains_evaluates_and_samples_a_modern_or_own_gan(own_n
     bad = ["train", "--dataset", f"folder:{own_nets / 'imgs'}", "--model", "mynets:missing", "--out", str(run) + "2"]
     assert cli.main(bad) == 2
     assert "no callable 'missing'" in capsys.readouterr().err
+
+
+def test_the_worked_example_in_the_docs_builds_and_is_explainable(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tests.test_readme import blocks
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+    (tmp_path / "docs_nets.py").write_text(blocks(page, "python")[0])
+    monkeypatch.chdir(tmp_path)
+    try:
+        G, D = models.build("docs_nets:build", 1, 32, 100)
+        x = G(torch.randn(3, 100))
+        assert tuple(x.shape) == (3, 1, 32, 32) and tuple(D(x).shape) == (3, 1)
+        for method in ("saliency", "deeplift"):
+            assert explain.explain(method, D, x.detach()).shape == x.shape
+    finally:
+        sys.modules.pop("docs_nets", None)
