@@ -9,7 +9,7 @@ import yaml
 
 from tests.conftest import write_image_folder
 from xaigan import cli
-from xaigan.experiments import load_grid, run_grid
+from xaigan.experiments import PoolExecutor, RayExecutor, SerialExecutor, load_grid, make_executor, run_grid
 from xaigan.experiments.runner import RunsFailedError
 from xaigan.rundir import RunDir
 
@@ -69,10 +69,10 @@ def test_ray_grid_gives_the_local_executors_results(tmp_path, local_ray):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the Ray tasks train with one thread each: the same arithmetic
     try:
-        local = run_grid(grid, tmp_path / "local", seeds=[0, 1], progress=False, workers=1)
+        local = run_grid(grid, tmp_path / "local", seeds=[0, 1], progress=False, executor=SerialExecutor())
     finally:
         torch.set_num_threads(threads)
-    on_ray = run_grid(grid, tmp_path / "ray", seeds=[0, 1], progress=False, executor="ray")
+    on_ray = run_grid(grid, tmp_path / "ray", seeds=[0, 1], progress=False, executor=make_executor("ray"))
     # training is bit-identical; the FID's float64 linear algebra may run on other BLAS thread counts in Ray's
     # workers (OMP_NUM_THREADS=1 there), which moves it in the 8th digit
     ray_results, local_results = _results(on_ray), _results(local)
@@ -90,13 +90,48 @@ def test_ray_grid_gives_the_local_executors_results(tmp_path, local_ray):
         )
 
 
+@pytest.mark.slow
+def test_every_executor_trains_a_tiny_grid_to_the_same_records(tmp_path, local_ray, monkeypatch):
+    """In this process, in a pool of two worker processes and as Ray tasks, behind the one executor interface: the
+    same records (steps, epochs; no evaluation), the same files and bit-identical weights (one thread each)."""
+    import torch
+
+    from xaigan.experiments import workers
+
+    grid = _grid(tmp_path, TWO_CELLS)
+    monkeypatch.setattr(workers, "threads_per_worker", lambda n: 1)  # as the serial run and the Ray tasks
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_grid(grid, tmp_path / "serial", seeds=[0, 1], progress=False, evaluate=False)
+    finally:
+        torch.set_num_threads(threads)
+    records = {"serial": serial}
+    for name, executor in (("pool", PoolExecutor(2)), ("ray", RayExecutor())):
+        records[name] = run_grid(grid, tmp_path / name, seeds=[0, 1], progress=False, evaluate=False, executor=executor)
+
+    def runs(name):
+        return [(r["cell"], r["seed"], r["summary"]["steps"], r["summary"]["epochs"], r["eval"]) for r in records[name]]
+
+    expected = [(cell, seed, 8, 2, {}) for seed in (0, 1) for cell in TWO_CELLS]  # 64 images / 16 = 4 steps an epoch
+    assert runs("serial") == runs("pool") == runs("ray") == expected
+    for name in ("pool", "ray"):
+        for r in records[name]:
+            ours = RunDir(r["run_dir"])
+            theirs = RunDir(tmp_path / "serial" / r["cell"] / f"seed_{r['seed']}")
+            assert ours.state() == theirs.state() == "trained"
+            assert sorted(p.name for p in ours.path.iterdir()) == sorted(p.name for p in theirs.path.iterdir())
+            assert _same_weights(ours.checkpoint(), theirs.checkpoint()), (name, r["cell"], r["seed"])
+    assert {json.loads((tmp_path / n / "grid.json").read_text())["executor"] for n in records} == {"local", "ray"}
+
+
 def _writes(counter):
     return counter.stat().st_size if counter.exists() else 0
 
 
 def _train_on_ray(grid, out, seeds, **ray_options):
     """Train (no evaluation) ``grid``'s runs of ``seeds`` into ``out`` as Ray tasks."""
-    return run_grid(grid, out, seeds=seeds, progress=False, evaluate=False, executor="ray", ray_options=ray_options)
+    return run_grid(grid, out, seeds=seeds, progress=False, evaluate=False, executor=RayExecutor(ray_options))
 
 
 @pytest.mark.slow

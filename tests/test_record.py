@@ -166,7 +166,7 @@ def test_resolved_settings_are_compared_as_the_trainer_resolves_them(tmp_path):
 def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_train(tmp_path, monkeypatch):
     """A run trained but not yet evaluated when a grid stopped is scored and recorded as soon as the grid starts
     again, not only after every other run's training (which may be interrupted again, for hours)."""
-    from xaigan.experiments import runner
+    from xaigan.experiments import executors
 
     grid, record = _grid(tmp_path), tmp_path / "results"
     out = tmp_path / "out"
@@ -176,7 +176,7 @@ def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_trai
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "train_parallel", interrupted)
+    monkeypatch.setattr(executors, "train_parallel", interrupted)
     assert _reproduce(grid, out, record, 2, workers="2") != 0  # the seed-1 runs never train
     for cell in ("normal", "saliency"):
         assert (record / cell / "seed_0" / "eval.json").is_file(), cell
@@ -187,17 +187,17 @@ def test_runs_trained_before_an_interruption_are_recorded_before_other_runs_trai
 def test_each_run_is_recorded_once(tmp_path, monkeypatch):
     """A run trained before the grid started again, and runs trained by workers, are recorded once each, not again
     in the grid's final pass."""
-    from xaigan.experiments import runner
+    from xaigan.experiments import finish
 
     grid, record, out = _grid(tmp_path), tmp_path / "results", tmp_path / "out"
     assert cli.main(["reproduce", str(grid), "--out", str(out), "--seeds", "1", "--no-eval", "--quiet"]) == 0
-    calls, real = [], runner.record_run
+    calls, real = [], finish.record_run
 
     def counted(run, dest):
         calls.append(dest.relative_to(record))
         real(run, dest)
 
-    monkeypatch.setattr(runner, "record_run", counted)
+    monkeypatch.setattr(finish, "record_run", counted)
     assert _reproduce(grid, out, record, 2, workers="2") == 0
     assert sorted(map(str, calls)) == [f"{c}/seed_{s}" for c in ("normal", "saliency") for s in (0, 1)]
 

@@ -150,7 +150,7 @@ def _side_by_side(out: Path, run_dirs: list[str]) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     import yaml
 
-    from xaigan.experiments import aggregate, load_grid, run_grid
+    from xaigan.experiments import aggregate, load_grid, make_executor, run_grid
     from xaigan.report import build_report
 
     started = time.perf_counter()
@@ -175,7 +175,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         spec["budgets"]["demo"] = _plan(spec, out, args.seed, args.minutes, started)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec, sort_keys=False))
     grid = load_grid(out / "grid.yaml")
-    records = run_grid(grid, out, budget="demo", seeds=[args.seed], progress=not args.quiet, workers="auto")
+    executor = make_executor("local", workers="auto")
+    records = run_grid(grid, out, budget="demo", seeds=[args.seed], progress=not args.quiet, executor=executor)
     rows = {r["cell"]: r for r in aggregate(grid, records)}
     md, page = build_report(out)
     samples = _side_by_side(out, [r["run_dir"] for r in records])

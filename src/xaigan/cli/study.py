@@ -70,7 +70,7 @@ def _seeds(args: argparse.Namespace, grid: Any) -> list[int]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from xaigan.experiments import load_grid, run_grid
+    from xaigan.experiments import load_grid, make_executor, run_grid
     from xaigan.experiments.runner import RunsFailedError
     from xaigan.report import build_report
 
@@ -118,10 +118,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             seeds=seeds,
             evaluate=not args.no_eval,
             progress=not args.quiet,
-            workers=workers,
             record=args.record,
-            executor=args.executor,
-            ray_options=ray_options,
+            executor=make_executor(args.executor, workers=workers, ray_options=ray_options),
             cells=cells,
         )
     except RunsFailedError as exc:

@@ -75,7 +75,7 @@ def resources(cfg: Config, cpus: int | None, gpus: float | None) -> tuple[int, f
 
 
 def train_on_ray(
-    todo: list[tuple[RunSpec, str]],
+    todo: list[RunSpec],
     *,
     address: str | None = None,
     retries: int = 2,
@@ -96,7 +96,7 @@ def train_on_ray(
     ray, dashboard = connect(address)
     report(f"Ray dashboard: {dashboard}" if dashboard else "Ray: no dashboard (pip install 'ray[default]' for one)")
     pending: dict[Any, RunSpec] = {}
-    for spec, _ in todo:
+    for spec in todo:
         cpus, gpus = resources(spec.cfg, cpus_per_run, gpus_per_run)
         options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": retries}
         if runtime_env:

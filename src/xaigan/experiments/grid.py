@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,45 @@ GRID_KEYS = frozenset(
         *("compare", "controls", "original", "seeds", "select"),
     }
 )
+
+
+_CONFIG_DEFAULTS = {f.name: f.default for f in fields(Config)}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a grid scores each of its finished runs (the final evaluation): the grid's ``evaluation:`` section, each
+    key left out taking the default of the config key that sets it for a single run (``eval_n``, ``eval_features``,
+    ``eval_reference``).
+
+    Args:
+        n: generated samples scored.
+        features: the feature extractor of FID/KID.
+        reference: the real split the samples are compared with.
+
+    Example:
+        >>> EvalSettings.from_grid(load_grid("configs/study/fmnist35-powered.yaml")).n
+        10000
+    """
+
+    n: int = _CONFIG_DEFAULTS["eval_n"]
+    features: str = _CONFIG_DEFAULTS["eval_features"]
+    reference: str = _CONFIG_DEFAULTS["eval_reference"]
+
+    @classmethod
+    def from_grid(cls, grid: Grid) -> EvalSettings:
+        """The settings of ``grid``'s ``evaluation:`` section (its keys checked by :func:`load_grid`).
+
+        Args:
+            grid: the grid.
+
+        Returns:
+            The section's settings over the config's defaults.
+        """
+        return cls(**grid.evaluation)
+
+
+EVAL_KEYS = tuple(f.name for f in fields(EvalSettings))
 
 
 @dataclass(frozen=True)
@@ -60,7 +99,7 @@ class Grid:
         base: config keys every cell starts from.
         cells: cell name -> config overrides.
         budgets: budget name -> config overrides (e.g. ``{"paper": {"epochs": 50}}``).
-        evaluation: ``n``, ``features`` and ``reference`` of the final evaluation.
+        evaluation: ``n``, ``features`` and ``reference`` of the final evaluation (:class:`EvalSettings`).
         compare: cell -> the cell it is compared with, where not its xai-none baseline.
         controls: control cell -> the cell it controls (same seeds).
         original: cell -> the original authors' numbers, for the report.
@@ -196,9 +235,9 @@ def load_grid(path: str | Path) -> Grid:
     for control, cell in grid.controls.items():
         if control not in grid.cells or cell not in grid.cells or control == cell:
             raise config_mod.ConfigError(f"{path}: controls {control} -> {cell} must name two different cells")
-    bad_eval = set(grid.evaluation) - {"n", "features", "reference"}
+    bad_eval = set(grid.evaluation) - set(EVAL_KEYS)
     if bad_eval:
         raise config_mod.ConfigError(
-            f"{path}: unknown evaluation key(s) {sorted(bad_eval)}; allowed: n, features, reference"
+            f"{path}: unknown evaluation key(s) {sorted(bad_eval)}; allowed: {', '.join(EVAL_KEYS)}"
         )
     return grid

@@ -1,21 +1,89 @@
-"""What ``reproduce`` would do, without doing it (``--dry-run``): each run's state, how far the unfinished ones got,
-and about how long the rest takes at the pace of the runs already finished. Reads run folders; writes nothing."""
+"""Which runs of a grid an invocation trains, and which it skips: :func:`plan_runs`, the plan
+:func:`xaigan.experiments.run_grid` follows, and what ``reproduce --dry-run`` shows without doing it
+(:func:`plan_grid`): each run's state, how far the unfinished ones got, and about how long the rest takes at the pace
+of the runs already finished. Reads run folders and the record; writes nothing."""
 
 from __future__ import annotations
 
 import heapq
 import json
+import logging
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from xaigan.experiments.grid import Grid, RunSpec
-from xaigan.experiments.record import recorded_path
+from xaigan.experiments.record import check_same_config, is_recorded, recorded_path
 from xaigan.rundir import LAST, PREVIOUS, RunDir
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = ("new", "started", "partial")  # the run folder states left to train
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The runs one invocation asks for (:func:`plan_runs`), in the grid's order.
+
+    Args:
+        runs: every run asked for; a recorded one's ``run_dir`` is its folder in the record.
+        recorded: ``(cell, seed)`` of the runs recorded with the same settings: skipped, their record stands in.
+    """
+
+    runs: tuple[RunSpec, ...]
+    recorded: frozenset[tuple[str, int]] = frozenset()
+
+    @property
+    def here(self) -> list[RunSpec]:
+        """The runs not recorded: their folders in the output folder, trained, resumed or only finished here."""
+        return [s for s in self.runs if (s.cell, s.seed) not in self.recorded]
+
+    def to_train(self) -> list[RunSpec]:
+        """The runs here left to train (new, started or partial), every run folder here checked first.
+
+        Returns:
+            The runs to train, in the grid's order.
+
+        Raises:
+            xaigan.config.ConfigError: a run folder holds a run trained with other settings than the grid's.
+        """
+        here = self.here
+        for spec in here:
+            check_same_config(spec)
+        return [spec for spec in here if RunDir(spec.run_dir).state() in UNFINISHED]
+
+
+def plan_runs(
+    grid: Grid, out: Path, *, budget: str, seeds: list[int], cells: list[str] | None, record: str | Path | None
+) -> RunPlan:
+    """The runs of ``grid`` to do into ``out``, those in ``record`` (finished with the same settings) skipped.
+
+    Args:
+        grid: the grid.
+        out: the grid's output folder.
+        budget: the name of one of the grid's budgets.
+        seeds: the seeds to run every cell with.
+        cells: only these cells, or None for all.
+        record: a folder of finished runs' small artefacts (:mod:`xaigan.experiments.record`), or None.
+
+    Returns:
+        The plan; :meth:`RunPlan.to_train` says which runs to train.
+
+    Raises:
+        xaigan.config.ConfigError: a run in ``record`` was trained with other settings than the grid's.
+    """
+    specs = grid.runs(out, budget, seeds, cells)
+    if record is None:
+        return RunPlan(tuple(specs))
+    recorded = {(s.cell, s.seed) for s in specs if is_recorded(record, s)}
+    if recorded:
+        log.info("%d of %d runs already recorded in %s", len(recorded), len(specs), record)
+    runs = [replace(s, run_dir=recorded_path(record, s)) if (s.cell, s.seed) in recorded else s for s in specs]
+    return RunPlan(tuple(runs), frozenset(recorded))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class WorkerDiedError(RunError):
 def auto_workers(cfgs: list[Config]) -> int:
     """What measured fastest here: one single-threaded worker per core (docs/benchmarks.md), at most one per run; 1
     when any run asks for a GPU, whose runs would share it."""
-    from xaigan.train.step import pick_device
+    from xaigan.train import pick_device
 
     if not cfgs or any(pick_device(c.device).type != "cpu" for c in cfgs):
         return 1
@@ -120,7 +120,7 @@ def _train(cfg: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
 
 
 def train_parallel(
-    todo: list[tuple[RunSpec, str]],
+    todo: list[RunSpec],
     workers: int,
     report: Any = print,
     on_done: Callable[[RunSpec], None] | None = None,
@@ -128,7 +128,7 @@ def train_parallel(
     name: str = "grid",
     progress: bool = True,
 ) -> None:
-    """Train every ``(spec, state)`` in ``todo`` with ``workers`` processes; ``report`` gets one line per run, and
+    """Train every run in ``todo`` with ``workers`` processes; ``report`` gets one line per run, and
     ``on_done`` (if given) each finished run's spec, in this process, while the others train on. The workers send
     their runs' progress here, where it is shown (``progress``) as one bar per run in flight and the grid's ETA
     (:class:`xaigan.experiments.progress.GridProgress`); each run's own ``train.log`` gets its progress and
@@ -142,13 +142,13 @@ def train_parallel(
     threads = threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads and open files
     channel = context.Queue()
-    labels = {str(spec.run_dir): f"{spec.cell} seed {spec.seed}" for spec, _ in todo}
+    labels = {str(spec.run_dir): f"{spec.cell} seed {spec.seed}" for spec in todo}
     display = GridProgress(name, labels, min(workers, len(todo)), show=progress)
     display.follow(channel)
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), channel)
     )
-    futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), threads): spec for spec, _ in todo}
+    futures = {pool.submit(_train, spec.cfg.to_dict(), str(spec.run_dir), threads): spec for spec in todo}
     try:
         _collect(futures, report, on_done)
     except BaseException:
