@@ -68,9 +68,7 @@ def _train(args: argparse.Namespace, run: RunDir, cfg: Any, dist: Any) -> int:
     if dist is not None and not dist.main:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the run
     if args.resume:
-        trainer = prepare_run(None, run, resume=True, dist=dist)
-        if args.quiet:
-            trainer.cfg.progress = False
+        trainer = prepare_run(None, run, resume=True, dist=dist, progress=False if args.quiet else None)
         log.info("resuming %s at epoch %d, step %d", run.path, trainer.epoch, trainer.step)
     else:
         trainer = prepare_run(cfg, run, overwrite=args.overwrite, dist=dist)

@@ -86,8 +86,8 @@ class SerialExecutor:
             bar.set_postfix_str(f"{spec.cell} seed {spec.seed} ({state})")
             if state in UNFINISHED:
                 # "started": killed before its first checkpoint, nothing to resume: train it from the start again.
-                trainer = prepare_run(spec.cfg, run, resume=state == "partial", overwrite=state == "started")
-                trainer.cfg.progress = progress
+                resume, overwrite = state == "partial", state == "started"
+                trainer = prepare_run(spec.cfg, run, resume=resume, overwrite=overwrite, progress=progress)
                 summary = trainer.fit()
                 if summary.get("interrupted"):
                     raise train.StopRequested(f"stopped in {run.path} at step {summary['step']}", summary.get("signal"))

@@ -20,6 +20,7 @@ def prepare_run(
     resume: bool = False,
     overwrite: bool = False,
     dist: Dist | None = None,
+    progress: bool | None = None,
 ) -> train.Trainer:
     """A trainer for a new run of ``cfg`` (or, with ``resume``, the stopped run in ``run_dir``; ``cfg`` unused)
     with per-epoch evaluation attached when ``eval_every`` asks for it (shared by a distributed run's ranks).
@@ -30,6 +31,7 @@ def prepare_run(
         resume: continue the stopped run in ``run_dir`` (:func:`xaigan.train.resume`).
         overwrite: replace a run the folder already holds.
         dist: this process's rank in a distributed run, or None.
+        progress: show the run's progress in this process (None: as its config says).
 
     Returns:
         The trainer; call ``fit()`` on it.
@@ -45,9 +47,9 @@ def prepare_run(
     if not resume and cfg is None:
         raise ValueError("prepare_run needs a config for a new run")
     if resume:
-        trainer = train.resume(run_dir, dist=dist)
+        trainer = train.resume(run_dir, dist=dist, progress=progress)
     else:
-        trainer = train.from_config(cfg, run_dir, overwrite=overwrite, dist=dist)
+        trainer = train.from_config(cfg, run_dir, overwrite=overwrite, dist=dist, progress=progress)
     if trainer.cfg.eval_every > 0:
         attach(trainer)
     return trainer
@@ -65,7 +67,7 @@ def train_in_worker(cfg: dict, run_dir: str, threads: int, progress: Callable[[A
     state = run.state()
     if state in ("trained", "done"):  # e.g. a retry of a task whose worker died after the run's last write
         return {**run.read_summary(), "interrupted": False}
-    trainer = prepare_run(Config.from_dict(cfg), run, resume=state == "partial", overwrite=state == "started")
-    trainer.cfg.progress = False
-    trainer.progress_sink = progress
+    resume, overwrite = state == "partial", state == "started"
+    trainer = prepare_run(Config.from_dict(cfg), run, resume=resume, overwrite=overwrite, progress=False)
+    trainer.progress_sink = progress  # the parent shows it
     return trainer.fit()

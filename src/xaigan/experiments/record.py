@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
-from xaigan import explain, models
+from xaigan import models
 from xaigan.config import Config, ConfigError
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.io import atomic_write_bytes, atomic_write_text
 from xaigan.rundir import RunDir
+from xaigan.train import resolve_runtime
 
 KEEP_STEPS = 200
 # Keys that may differ between a stored run and the grid's spec of it without changing what was trained.
@@ -58,10 +59,9 @@ def _resolved_like_training(cfg: Config, run: RunDir) -> dict[str, Any]:
     if not shape:
         return {k: v for k, v in wanted.items() if k not in _RESOLVED or v not in ("auto", "step")}
     with torch.device("meta"):
-        _, D = models.build(cfg.model, int(shape[0]), int(shape[-1]), cfg.noise_dim)
-    wanted["d_output"] = explain.resolve_output(D, cfg.d_output)
-    wanted["explain_mode"] = explain.resolve_mode(D, cfg.explain_mode)
-    return wanted
+        _, D = models.build(cfg.model, int(shape[0]), int(shape[-1]), cfg.noise_dim, cfg.spectral_norm)
+    runtime = resolve_runtime(cfg, D)  # no device: precision stays as asked (see check_same_config)
+    return {**wanted, "d_output": runtime.d_output, "explain_mode": runtime.explain_mode}
 
 
 def recorded_path(record: str | Path, spec: RunSpec) -> Path:
