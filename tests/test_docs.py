@@ -66,7 +66,7 @@ def test_every_docs_page_is_in_the_nav():
 def test_api_pages_render_the_public_modules():
     cfg = _config()
     docs = _docs_dir(cfg)
-    for module in ("explain", "guidance", "train", "metrics", "experiments"):
+    for module in ("explain", "settings", "guidance", "models", "train", "metrics", "experiments"):
         page = docs / "api" / f"{module}.md"
         assert page.is_file(), f"no API page {page}"
         assert f"::: xaigan.{module}\n" in page.read_text(encoding="utf-8"), f"{page} does not render xaigan.{module}"
@@ -83,7 +83,7 @@ def test_site_builds_strict(tmp_path):
     command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(CONFIG), "-d", str(site)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    for module in ("explain", "guidance", "train", "metrics", "experiments"):
+    for module in ("explain", "settings", "guidance", "models", "train", "metrics", "experiments"):
         html = (site / "api" / module / "index.html").read_text(encoding="utf-8")
         assert 'class="doc doc-heading"' in html, f"the API page of xaigan.{module} documents nothing"
     broken = []
