@@ -107,3 +107,45 @@ def test_power_is_finite_and_monotonic_for_large_effects(n):
     assert all(math.isfinite(p) for p in powers)
     assert np.all(np.diff(powers) >= -1e-12) and powers[0] == pytest.approx(0.05) and powers[-1] > 0.99
     assert math.isfinite(min_detectable_effect(1e-6, n))
+
+
+@pytest.mark.parametrize("shift", [-4.0, -1.0, 0.0, 0.5, 3.5])
+@pytest.mark.parametrize("margin_pct", [3.0, 5.0])
+def test_equivalence_test_matches_statsmodels_ttost_paired(shift, margin_pct):
+    from statsmodels.stats.weightstats import ttost_paired
+
+    from xaigan.experiments.statistics import equivalence_test
+
+    rng = np.random.default_rng(7)
+    b = 100 + rng.normal(0, 3, 10)
+    a = b + shift + rng.normal(0, 1.5, 10)
+    ours = equivalence_test(dict(enumerate(a)), dict(enumerate(b)), margin_pct)
+    m = margin_pct / 100 * b.mean()
+    p, lower, upper = ttost_paired(a, b, -m, m)
+    assert ours["p"] == pytest.approx(p, rel=1e-10)
+    assert ours["p_lower"] == pytest.approx(lower[1], rel=1e-10) and ours["p_upper"] == pytest.approx(
+        upper[1], rel=1e-10
+    )
+    assert ours["equivalent"] == (p < 0.05)
+    lo, hi = ours["ci90_pct"]  # equivalence at 5% <=> the 90% interval inside the margins
+    assert ours["equivalent"] == (-margin_pct < lo and hi < margin_pct)
+
+
+def test_equivalence_test_rejects_at_most_alpha_at_the_margin():
+    """Size by Monte Carlo: with the true difference exactly at the margin, 'equivalent' comes out in at most 5% of
+    10-seed studies (TOST is conservative: a little under 5%)."""
+    from xaigan.experiments.statistics import equivalence_test
+
+    rng = np.random.default_rng(11)
+    hits, trials = 0, 4000
+    for _ in range(trials):
+        b = 100 + rng.normal(0, 3, 10)
+        a = b + 3.0 + rng.normal(0, 2, 10)  # true difference +3 = the 3% margin of a mean of 100
+        hits += equivalence_test(dict(enumerate(a)), dict(enumerate(b)), 3.0)["equivalent"]
+    rate = hits / trials
+    assert rate < 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials)
+    power_hits = 0
+    for _ in range(500):  # and it does find equivalence when the true difference is 0
+        b = 100 + rng.normal(0, 3, 10)
+        power_hits += equivalence_test(dict(enumerate(b + rng.normal(0, 2, 10))), dict(enumerate(b)), 3.0)["equivalent"]
+    assert power_hits / 500 > 0.8

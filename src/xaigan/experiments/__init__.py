@@ -6,9 +6,17 @@ from xaigan.experiments.finish import collect
 from xaigan.experiments.grid import EvalSettings, Grid, RunSpec, load_grid
 from xaigan.experiments.prepare import prepare_run
 from xaigan.experiments.runner import RunsFailedError, run_grid
-from xaigan.experiments.statistics import holm, mean_ci, min_detectable_effect, paired_power, paired_test
+from xaigan.experiments.statistics import (
+    equivalence_test,
+    holm,
+    mean_ci,
+    min_detectable_effect,
+    paired_power,
+    paired_test,
+)
 
 __all__ = [
+    "equivalence_test",
     "EvalSettings",
     "Executor",
     "Grid",

@@ -136,6 +136,52 @@ def paired_test(a: dict[Any, float], b: dict[Any, float], level: float = 0.95) -
     return out
 
 
+def equivalence_test(
+    a: dict[Any, float], b: dict[Any, float], margin_pct: float, alpha: float = ALPHA
+) -> dict[str, Any]:
+    """Paired two one-sided tests (TOST): is the mean difference ``a - b`` within ``+-margin_pct`` % of ``b``'s mean?
+
+    H0: the true mean difference is at or beyond a margin (``<= -m`` or ``>= +m``, ``m`` = ``margin_pct`` % of
+    ``b``'s mean over the pairs); rejecting both one-sided nulls at ``alpha`` ("equivalent within +-m%") is the
+    same as the ``1 - 2 alpha`` (90%) confidence interval lying inside the margins. The margin must be fixed before
+    the runs (a study's protocol states it); not rejecting says only what the interval allows.
+
+    Args:
+        a: value by pairing key (e.g. FID by seed) of one cell.
+        b: the same for the cell it is compared with.
+        margin_pct: the equivalence margin, in % of ``b``'s mean.
+        alpha: the level of each one-sided test.
+
+    Returns:
+        ``n_pairs``, ``margin`` (absolute), ``margin_pct``, ``p`` (the larger one-sided p-value), ``p_lower``,
+        ``p_upper``, ``ci90_pct`` (the 90% interval of the difference in %) and ``equivalent`` (``p < alpha``);
+        p-values nan below two pairs or without spread.
+
+    Example:
+        >>> rule, control = {0: 100.0, 1: 101.0, 2: 99.5, 3: 100.2}, {0: 100.1, 1: 100.6, 2: 99.9, 3: 100.0}
+        >>> result = equivalence_test(rule, control, 3)
+        >>> result["equivalent"], round(result["p"], 4)
+        (True, 0.0002)
+    """
+    seeds = sorted(set(a) & set(b))
+    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    base = float(np.mean([b[s] for s in seeds])) if seeds else math.nan
+    margin = abs(margin_pct) / 100.0 * base
+    out: dict[str, Any] = {"n_pairs": len(seeds), "margin": margin, "margin_pct": float(abs(margin_pct))}
+    out.update(p=math.nan, p_lower=math.nan, p_upper=math.nan, ci90_pct=(math.nan, math.nan), equivalent=False)
+    if len(seeds) < 2 or not np.any(diffs != diffs[0]):
+        return out
+    n, mean, sd = len(seeds), float(diffs.mean()), float(diffs.std(ddof=1))
+    se, df = sd / math.sqrt(n), n - 1
+    p_lower = float(stats.t.sf((mean + margin) / se, df))  # H0: diff <= -margin
+    p_upper = float(stats.t.cdf((mean - margin) / se, df))  # H0: diff >= +margin
+    half = float(stats.t.ppf(1 - alpha, df)) * se
+    p = max(p_lower, p_upper)
+    ci = (100.0 * (mean - half) / base, 100.0 * (mean + half) / base)
+    out.update(p=p, p_lower=p_lower, p_upper=p_upper, ci90_pct=ci, equivalent=bool(p < alpha))
+    return out
+
+
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
     """Holm-Bonferroni adjusted p-values (family-wise error) for a family of tests; nan p-values are left out of
     the family and stay nan.
