@@ -170,3 +170,21 @@ def test_domain_classification_of_features_matches_the_whole_network():
     sure = top >= threshold
     assert got["confident"] == pytest.approx(float(sure.float().mean()))
     assert got["classes_covered"] == len(set(whole.argmax(1)[sure].tolist())) > 1
+
+
+def test_a_run_with_a_weight_average_is_scored_through_it_and_through_g_itself(trained):
+    cfg, tmp_path = trained
+    from_config(cfg.replace(g_ema=0.9), tmp_path / "run").fit()
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--n", "100"]) == 0
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    ev = Evaluator(cfg.dataset)
+    state = load_torch(tmp_path / "run" / "checkpoints" / "last.pt")
+    from xaigan import models
+
+    for weights, score in ((state["G_ema"]["weights"], result["fid"]), (state["G"], result["g_itself"]["fid"])):
+        G, _ = models.build(cfg.model, 1, 32, cfg.noise_dim)
+        G.load_state_dict(weights)
+        feats = ev.extractor(generate_uint8(G, 100, cfg.noise_dim, seed=0))
+        assert score == pytest.approx(metrics.fid(ev.real["features"], feats), rel=1e-4)
+    assert result["g_itself"]["fid"] != result["fid"]
+    assert set(result["g_itself"]) >= {"fid", "kid_mean", "precision", "recall"}

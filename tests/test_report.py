@@ -801,3 +801,27 @@ def test_report_names_the_offline_mnist_subset_as_what_it_is(tmp_path):
     md = build_report(out)[0].read_text()
     assert _data_column(md) == ["Fashion-MNIST, 35%"] * 3
     assert "- data: Fashion-MNIST, 35% (24,500 of 70,000 images, a random subset; files from the system copy)" in md
+
+
+def test_g_itself_is_compared_beside_its_weight_average(tmp_path):
+    """Runs scored through G's average and through G itself: the report gives both, G's paired test as scipy's."""
+    from scipy import stats
+
+    from xaigan.report import build_report
+
+    out = tmp_path / "grid"
+    fake_grid_output(out)
+    own = {"normal": [60.0, 57.0, 61.0], "saliency": [58.0, 56.5, 58.0], "lime": [66.0, 60.0, 63.0]}
+    for cell, fids in own.items():
+        for seed, fid in enumerate(fids):
+            path = out / cell / f"seed_{seed}" / "eval.json"
+            result = json.loads(path.read_text())
+            path.write_text(json.dumps({**result, "g_itself": {"fid": fid, "kid_mean": fid / 1e4}}))
+    md, _ = build_report(out)
+    text = md.read_text()
+    assert "## G itself (not its weight average)" in text
+    section = text.split("## G itself (not its weight average)")[1].split("\n## ")[0]
+    t = stats.ttest_rel(own["saliency"], own["normal"])
+    diff = 100 * (np.mean(own["saliency"]) - np.mean(own["normal"])) / np.mean(own["normal"])
+    line = next(x for x in section.splitlines() if x.startswith("| saliency |"))
+    assert f"{diff:+.1f}%" in line and f"p={t.pvalue:.3f}" in line and f"{np.mean(own['saliency']):.2f}" in line

@@ -215,8 +215,11 @@ class Evaluator:
         return result
 
 
-def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tuple[nn.Module, Config]:
-    """The generator of a run's checkpoint (on CPU; G's weight average if the run kept one) and the run's config."""
+def load_generator(
+    run_dir: str | Path | RunDir, checkpoint: str = LAST, average: bool = True
+) -> tuple[nn.Module, Config]:
+    """The generator of a run's checkpoint (on CPU; G's weight average if the run kept one, unless ``average`` is
+    False: then G itself) and the run's config."""
     run = RunDir(run_dir)
     cfg = Config.from_dict(run.read_config())
     shape = run.read_data_meta()["image_shape"]
@@ -225,7 +228,7 @@ def load_generator(run_dir: str | Path | RunDir, checkpoint: str = LAST) -> tupl
     if not path.is_file():
         raise MissingFileError(f"no checkpoint {path}")
     state = checkpoint_mod.load(path)
-    if cfg.g_ema > 0:  # the run's result is G's weight average (xaigan.train.ema)
+    if cfg.g_ema > 0 and average:  # the run's result is G's weight average (xaigan.train.ema)
         if "G_ema" not in state:
             raise UnreadableFileError(f"{path} has no G_ema although the run was trained with g_ema {cfg.g_ema}")
         G.load_state_dict(state["G_ema"]["weights"])
@@ -248,6 +251,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run's checkpoint and write ``eval.json`` (atomically) into the run folder.
 
+    A run with a weight average of G (``g_ema``) is scored through the average (the run's result) and, on the same
+    noise, through G itself: ``eval.json`` then holds G's own scores under ``g_itself``.
     ``device``: where G runs and features are extracted (default: the run's own device setting).
     """
     run = RunDir(run_dir)
@@ -264,9 +269,17 @@ def evaluate_run(
         device=where,
     )
     result = evaluator.score_generator(G, n, cfg.noise_dim, seed)
+    if cfg.g_ema > 0:
+        itself, _ = load_generator(run, checkpoint, average=False)
+        own = evaluator.score_generator(itself.to(where), n, cfg.noise_dim, seed)
+        result["g_itself"] = {k: own[k] for k in OWN_SCORES if k in own}
     result.update(run=str(run.path), checkpoint=checkpoint)
     run.write_eval(result)
     return result
+
+
+OWN_SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage")
+"""What ``eval.json`` keeps of G's own scores beside its weight average's."""
 
 
 def copying_run(

@@ -246,6 +246,11 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
         if record["eval"]:
             by_cell.setdefault(record["cell"], []).append(record)
     fid_by_seed = {c: {pair_key(r): r["eval"]["fid"] for r in rs} for c, rs in by_cell.items()}
+    # G's own final FID beside its weight average's (runs with g_ema scored since 2026-12-07)
+    own_by_seed = {
+        c: {pair_key(r): r["eval"]["g_itself"]["fid"] for r in rs if "g_itself" in r["eval"]}
+        for c, rs in by_cell.items()
+    }
     late_by_seed = {
         c: {
             late_key(r): (r["late_fid"], r.get("late_from"))
@@ -283,6 +288,7 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             "wall_s": float(np.mean([r["summary"]["train_seconds"] for r in runs])) if runs else math.nan,
             "sec_per_step": step_time[cell],
             "sec_per_guided_step": float(np.median(guided_time[cell])) if guided_time[cell] else None,
+            "fid_g_itself_mean": mean_ci(list(own_by_seed[cell].values()))[0] if own_by_seed[cell] else math.nan,
             "late_fid_mean": mean_ci([v[0] for v in late_by_seed[cell].values()])[0]
             if late_by_seed[cell]
             else math.nan,
@@ -305,6 +311,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
                 row["late_windows"] = apart
             if late_cell:
                 row["late"] = paired_test(late_cell, late_base)
+            if own_by_seed[cell] and own_by_seed.get(base):
+                row["g_itself"] = paired_test(own_by_seed[cell], own_by_seed[base])
         if cell in grid.original:
             row["original"] = grid.original[cell]
         rows.append(row)
@@ -313,8 +321,8 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             of = grid.controls[r["cell"]]
             r["control"] = {"of": of, **paired_test(fid_by_seed[of], fid_by_seed[r["cell"]])}
             r["control"]["per_seed_pct"] = per_seed_pct(fid_by_seed[of], fid_by_seed[r["cell"]])
-    # Holm families: each cell vs its baseline, each cell vs its control, the late FIDs vs the baseline's
-    for key in ("paired", "control", "late"):
+    # Holm families: each cell vs its baseline, vs its control, the late FIDs and G's own FIDs vs the baseline's
+    for key in ("paired", "control", "late", "g_itself"):
         adjusted = holm({r["cell"]: r[key]["p"] for r in rows if key in r})
         for r in rows:
             if key in r:

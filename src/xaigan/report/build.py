@@ -24,11 +24,14 @@ from xaigan.report.reading import load_reading, reading_markdown, reading_sectio
 from xaigan.report.tables import (
     LATE_COLUMNS,
     LATE_NOTE,
+    OWN_COLUMNS,
+    OWN_NOTE,
     data_note,
     html_table,
     late_rows,
     md_table,
     md_text,
+    own_rows,
     results_table,
 )
 from xaigan.rundir import RunDir
@@ -149,6 +152,9 @@ def _markdown(
     late = late_rows(rows)
     if late:
         lines += ["", "## Late FID (robustness check)", "", LATE_NOTE, ""] + md_table(LATE_COLUMNS, late)
+    own = own_rows(rows)
+    if own:
+        lines += ["", "## G itself (not its weight average)", "", OWN_NOTE, ""] + md_table(OWN_COLUMNS, own)
     lines += ["", "## Curves", ""]
     lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
     for section, items in images.items():
@@ -182,6 +188,10 @@ def _html(
     if late:
         late_html = f"<h2>Late FID (robustness check)</h2><p>{html.escape(LATE_NOTE)}</p>"
         late_html += html_table("late", LATE_COLUMNS, late)
+    own = own_rows(rows)
+    if own:
+        late_html += f"<h2>G itself (not its weight average)</h2><p>{html.escape(OWN_NOTE)}</p>"
+        late_html += html_table("g-itself", OWN_COLUMNS, own)
     columns, table = provenance_table(rows)
     provenance_html = ""
     if table:

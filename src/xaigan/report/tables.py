@@ -190,6 +190,35 @@ def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+OWN_COLUMNS = ("cell", "G's FID mean", "Δ G's FID vs base (paired, 95% CI)", "paired t-test", "Δ average's FID")
+OWN_NOTE = (
+    "The runs keep a moving average of G's weights, which the table above scores. Here G itself, scored the same way "
+    "at the same checkpoint (10,000 samples, same noise): whether an effect holds for the generator that trained, "
+    "not only for its average. Holm over the cells."
+)
+
+
+def own_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """G's own final FID against the baseline's (runs with a weight average), in :data:`OWN_COLUMNS` order."""
+    out = []
+    for r in rows:
+        own, paired = r.get("g_itself"), r.get("paired") or {}
+        if not own or not own.get("n_pairs"):
+            continue
+        test = f"p={_fmt(own['p'], 3)} (Holm {_fmt(own.get('p_holm', math.nan), 3)}), "
+        test += f"lower in {own['lower_in']}/{own['n_pairs']}"
+        out.append(
+            [
+                r["cell"],
+                _fmt(r["fid_g_itself_mean"]),
+                f"{own['diff_pct']:+.1f}% ± {_fmt(own['diff_pct_ci95'], 1)} vs {r['baseline']}",
+                test,
+                f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
+            ]
+        )
+    return out
+
+
 def md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [md_row(cells) for cells in rows]
 
