@@ -825,3 +825,42 @@ def test_g_itself_is_compared_beside_its_weight_average(tmp_path):
     diff = 100 * (np.mean(own["saliency"]) - np.mean(own["normal"])) / np.mean(own["normal"])
     line = next(x for x in section.splitlines() if x.startswith("| saliency |"))
     assert f"{diff:+.1f}%" in line and f"p={t.pvalue:.3f}" in line and f"{np.mean(own['saliency']):.2f}" in line
+
+
+def test_a_registered_equivalence_margin_is_tested_and_worded_by_its_result(tmp_path):
+    from statsmodels.stats.weightstats import ttost_paired
+
+    from xaigan.report import build_report
+
+    out = tmp_path / "grid"
+    fake_grid_output(out)
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["equivalence"] = {
+        "saliency": {"against": "normal", "margin_pct": 5},
+        "lime": {"against": "normal", "margin_pct": 5},
+    }
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    text = build_report(out)[0].read_text()
+    section = text.split("## Equivalence (registered margins)")[1].split("\n## ")[0]
+    for cell, verdict in (("saliency", "equivalent within ±5%"), ("lime", "not shown equivalent")):
+        a, b = np.array(FIDS[cell]), np.array(FIDS["normal"])
+        m = 0.05 * b.mean()
+        p = ttost_paired(a, b, -m, m)[0]
+        line = next(x for x in section.splitlines() if x.startswith(f"| {cell} |"))
+        assert line.split(" | ")[5] == f"{p:.3f}" or abs(float(line.split(" | ")[5]) - p) < 1e-3, line
+        assert verdict in line and (p < 0.05) == ("equivalent within" in line)
+
+
+def test_a_badly_registered_equivalence_is_refused(tmp_path):
+    from xaigan.config import ConfigError
+    from xaigan.experiments.grid import load_grid
+
+    path = tmp_path / "g.yaml"
+    spec = {"name": "g", "base": {}, "budgets": {"quick": {"epochs": 2}}, "cells": CELLS}
+    for bad in (
+        {"saliency": {"against": "nope", "margin_pct": 3}},
+        {"saliency": {"against": "normal", "margin_pct": 0}},
+    ):
+        path.write_text(yaml.safe_dump({**spec, "equivalence": bad}))
+        with pytest.raises(ConfigError, match="equivalence saliency"):
+            load_grid(path)

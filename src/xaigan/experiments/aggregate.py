@@ -9,7 +9,7 @@ import numpy as np
 
 from xaigan.errors import InputError
 from xaigan.experiments.grid import Grid
-from xaigan.experiments.statistics import holm, mean_ci, paired_test
+from xaigan.experiments.statistics import equivalence_test, holm, mean_ci, paired_test
 
 
 def check_comparable(grid: Grid, records: list[dict[str, Any]]) -> None:
@@ -317,6 +317,16 @@ def aggregate(grid: Grid, records: list[dict[str, Any]]) -> list[dict[str, Any]]
             row["original"] = grid.original[cell]
         rows.append(row)
     for r in rows:
+        test = grid.equivalence.get(r["cell"])
+        if test and by_cell[r["cell"]] and by_cell.get(test["against"]):
+            other, margin = test["against"], float(test["margin_pct"])
+            r["equivalence"] = {
+                "against": other,
+                **equivalence_test(fid_by_seed[r["cell"]], fid_by_seed[other], margin),
+            }
+            if own_by_seed[r["cell"]] and own_by_seed[other]:
+                own = equivalence_test(own_by_seed[r["cell"]], own_by_seed[other], margin)
+                r["equivalence_g_itself"] = {"against": other, **own}
         if r["cell"] in grid.controls and by_cell[r["cell"]]:
             of = grid.controls[r["cell"]]
             r["control"] = {"of": of, **paired_test(fid_by_seed[of], fid_by_seed[r["cell"]])}

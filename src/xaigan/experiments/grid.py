@@ -21,7 +21,7 @@ RESERVED = frozenset(
 GRID_KEYS = frozenset(
     {
         *("name", "description", "base", "cells", "budgets", "evaluation"),
-        *("compare", "controls", "original", "seeds", "select"),
+        *("compare", "controls", "equivalence", "original", "seeds", "select"),
     }
 )
 
@@ -102,6 +102,8 @@ class Grid:
         evaluation: ``n``, ``features`` and ``reference`` of the final evaluation (:class:`EvalSettings`).
         compare: cell -> the cell it is compared with, where not its xai-none baseline.
         controls: control cell -> the cell it controls (same seeds).
+        equivalence: cell -> ``{"against": other cell, "margin_pct": m}``: a paired equivalence test (TOST) of the
+            two cells' FIDs within +-m% of the other's mean, registered with the grid before its runs.
         original: cell -> the original authors' numbers, for the report.
         description: one line for the report.
         seeds: the seeds the grid was designed for, or None.
@@ -121,6 +123,7 @@ class Grid:
     evaluation: dict[str, Any] = field(default_factory=dict)
     compare: dict[str, str] = field(default_factory=dict)
     controls: dict[str, str] = field(default_factory=dict)  # control cell -> the cell it controls (same seeds)
+    equivalence: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell -> {against, margin_pct}
     original: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     seeds: list[int] | None = None
@@ -214,6 +217,7 @@ def load_grid(path: str | Path) -> Grid:
         evaluation=raw.get("evaluation") or {},
         compare=raw.get("compare") or {},
         controls=raw.get("controls") or {},
+        equivalence=raw.get("equivalence") or {},
         original=raw.get("original") or {},
         description=raw.get("description", ""),
         seeds=raw.get("seeds"),
@@ -235,6 +239,16 @@ def load_grid(path: str | Path) -> Grid:
     for control, cell in grid.controls.items():
         if control not in grid.cells or cell not in grid.cells or control == cell:
             raise config_mod.ConfigError(f"{path}: controls {control} -> {cell} must name two different cells")
+    for cell, test in grid.equivalence.items():
+        ok = isinstance(test, dict) and set(test) == {"against", "margin_pct"} and test["against"] in grid.cells
+        if (
+            not ok
+            or cell not in grid.cells
+            or not (isinstance(test["margin_pct"], (int, float)) and test["margin_pct"] > 0)
+        ):
+            raise config_mod.ConfigError(
+                f"{path}: equivalence {cell}: must be a cell with {{against: another cell, margin_pct: a number > 0}}"
+            )
     bad_eval = set(grid.evaluation) - set(EVAL_KEYS)
     if bad_eval:
         raise config_mod.ConfigError(

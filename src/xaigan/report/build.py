@@ -22,11 +22,14 @@ from xaigan.report.plots import PALETTE, REFERENCE, Line, Panel, line_chart, sma
 from xaigan.report.provenance import PROVENANCE_NOTE, provenance_table
 from xaigan.report.reading import load_reading, reading_markdown, reading_section_html
 from xaigan.report.tables import (
+    EQUIVALENCE_COLUMNS,
+    EQUIVALENCE_NOTE,
     LATE_COLUMNS,
     LATE_NOTE,
     OWN_COLUMNS,
     OWN_NOTE,
     data_note,
+    equivalence_rows,
     html_table,
     late_rows,
     md_table,
@@ -155,6 +158,10 @@ def _markdown(
     own = own_rows(rows)
     if own:
         lines += ["", "## G itself (not its weight average)", "", OWN_NOTE, ""] + md_table(OWN_COLUMNS, own)
+    same = equivalence_rows(rows)
+    if same:
+        lines += ["", "## Equivalence (registered margins)", "", EQUIVALENCE_NOTE, ""]
+        lines += md_table(EQUIVALENCE_COLUMNS, same)
     lines += ["", "## Curves", ""]
     lines += [f"![{name}](report_files/{name}.svg)" for name in charts]
     for section, items in images.items():
@@ -192,6 +199,10 @@ def _html(
     if own:
         late_html += f"<h2>G itself (not its weight average)</h2><p>{html.escape(OWN_NOTE)}</p>"
         late_html += html_table("g-itself", OWN_COLUMNS, own)
+    same = equivalence_rows(rows)
+    if same:
+        late_html += f"<h2>Equivalence (registered margins)</h2><p>{html.escape(EQUIVALENCE_NOTE)}</p>"
+        late_html += html_table("equivalence", EQUIVALENCE_COLUMNS, same)
     columns, table = provenance_table(rows)
     provenance_html = ""
     if table:

@@ -219,6 +219,44 @@ def own_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+EQUIVALENCE_COLUMNS = ("cell", "against", "measure", "margin", "difference (90% CI)", "TOST p", "verdict")
+EQUIVALENCE_NOTE = (
+    "Paired equivalence tests (two one-sided t-tests) with the margins the grid registered before its runs: "
+    "'equivalent' only where both one-sided tests reject at 0.05, i.e. the 90% interval of the difference lies "
+    "inside the margins; otherwise the interval says how large a difference the data still allow."
+)
+
+
+def equivalence_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The registered equivalence tests (weight average or final FID, and G itself), in :data:`EQUIVALENCE_COLUMNS`
+    order."""
+    out = []
+    for r in rows:
+        for key, measure in (("equivalence", "final FID"), ("equivalence_g_itself", "G itself")):
+            test = r.get(key)
+            if not test or not math.isfinite(test["p"]):
+                continue
+            lo, hi = test["ci90_pct"]
+            m = test["margin_pct"]
+            verdict = (
+                f"equivalent within ±{m:g}%"
+                if test["equivalent"]
+                else (f"not shown equivalent: the data allow {lo:+.1f}% to {hi:+.1f}%")
+            )
+            out.append(
+                [
+                    r["cell"],
+                    test["against"],
+                    measure,
+                    f"±{m:g}%",
+                    f"{lo:+.1f}% to {hi:+.1f}%",
+                    _fmt(test["p"], 3),
+                    verdict,
+                ]
+            )
+    return out
+
+
 def md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [md_row(cells) for cells in rows]
 
