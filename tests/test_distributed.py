@@ -2,6 +2,7 @@
 and no rank waits for ever when another fails."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -133,3 +134,17 @@ def test_evaluation_during_training_gathers_every_ranks_features(tmp_path):
     alone = evaluator.score_generator(G, 90, cfg.noise_dim, seed=0)
     assert logged[-1]["fid"] == pytest.approx(alone["fid"], rel=1e-6)
     assert logged[-1]["recall"] == pytest.approx(alone["recall"])
+
+
+@pytest.mark.slow
+def test_top_k_and_acceptance_weighting_train_on_two_processes(tmp_path):
+    """Each process keeps k of its own batch (4 of its 8 samples in the second epoch here); the run trains to its
+    end."""
+    write_image_folder(tmp_path / "imgs", n=64, size=32, mode="L")
+    run = tmp_path / "run"
+    args = _train_args(tmp_path, run, epochs=2) + ["--loss", "hinge", "--nproc", "2"]
+    args += ["--set", "g_topk=true", "--set", "g_topk_gamma=0.5", "--set", "g_accept_weight=0.3"]
+    assert cli.main(args) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 2 * 4
+    assert all(math.isfinite(loss) for _, _, loss in _losses(run))
