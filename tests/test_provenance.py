@@ -38,6 +38,10 @@ def test_summary_records_versions_device_threads_and_precision(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
     if head.returncode == 0:  # tests run from a checkout: the commit is this one
         assert got["git"]["commit"] == head.stdout.strip() and isinstance(got["git"]["dirty"], bool)
+        tree = subprocess.run(
+            ["git", "rev-parse", "HEAD:src/xaigan"], cwd=Path(__file__).parents[1], capture_output=True, text=True
+        )
+        assert got["git"]["source"] == tree.stdout.strip()  # the package's own source, not the whole commit
 
 
 def test_cpu_info_reads_model_and_extensions(tmp_path):

@@ -135,3 +135,17 @@ def test_older_runs_on_two_kinds_of_device_say_so(tmp_path):
     findings, _, _ = _sections(out)
     kinds = "the runs compared trained on different kinds of device: cpu for normal, saliency; cuda for lime."
     assert kinds in findings
+
+
+def test_commits_that_leave_the_package_source_alone_are_the_same_code(tmp_path):
+    """Runs from two commits with the same source tree (a docs or results commit between them) are like-for-like;
+    another source tree is named."""
+    same = {"git": {"commit": "fedcba9876543210", "source": "aaaaaaa1", "dirty": False}}
+    base = {"git": {"commit": COMMIT, "source": "aaaaaaa1", "dirty": False}}
+    runs = {(c, s): base for c in ("normal", "saliency", "lime") for s in range(3)}
+    findings, section, _ = _sections(grid_with(tmp_path / "a", {**runs, ("saliency", 2): same}))
+    assert "code versions" not in findings and _table(section)["saliency"][0] == "0.9.0 source aaaaaaa"
+    other = {"git": {"commit": COMMIT, "source": "bbbbbbb2", "dirty": False}}
+    findings, _, _ = _sections(grid_with(tmp_path / "b", {**runs, ("lime", 0): other}))
+    named = "0.9.0 source aaaaaaa for normal, saliency, lime (seeds 1, 2); 0.9.0 source bbbbbbb for lime (seed 0)"
+    assert f"different code versions: {named}" in findings

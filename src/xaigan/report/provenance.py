@@ -14,7 +14,7 @@ NOT_RECORDED = "not recorded"
 
 PROVENANCE_COLUMNS = (
     "cell",
-    "code (xaigan, commit)",
+    "code (xaigan, source or commit)",
     "device",
     "precision",
     "torch (Python)",
@@ -58,6 +58,8 @@ def _code(p: dict[str, Any]) -> str:
     if not git:
         return f"{p.get('xaigan', '?')} (no git checkout)"
     dirty = ", uncommitted changes" if git.get("dirty") else ""
+    if git.get("source"):  # the package's own source tree: commits that changed only docs or results do not count
+        return f"{p.get('xaigan', '?')} source {str(git['source'])[:7]}{dirty}"
     return f"{p.get('xaigan', '?')} at {str(git.get('commit', '?'))[:7]}{dirty}"
 
 

@@ -43,15 +43,19 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 
 def git_state(folder: str | Path | None = None) -> dict[str, Any] | None:
-    """The commit of the git checkout holding ``folder`` (default: this package's source) and whether its tree had
-    uncommitted changes; ``None`` outside a checkout (an installed wheel) or without git."""
+    """The commit of the git checkout holding ``folder`` (default: this package's source), the git tree hash of
+    ``folder`` itself at that commit (``source``: what the code was, whatever else the commit changed, e.g. docs) and
+    whether ``folder`` had uncommitted changes; ``None`` outside a checkout (an installed wheel) or without git."""
     where = Path(folder) if folder is not None else Path(xaigan.__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
+        source = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD:./"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no", "--", "."],
             capture_output=True,
             text=True,
             timeout=10,
@@ -59,7 +63,7 @@ def git_state(folder: str | Path | None = None) -> dict[str, Any] | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit, "dirty": bool(status.strip())}
+    return {"commit": commit, "source": source, "dirty": bool(status.strip())}
 
 
 def provenance(device: torch.device, precision: str, model: str = "") -> dict[str, Any]:
