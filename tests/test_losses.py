@@ -109,9 +109,7 @@ def _hand_gradient(G, D, cfg, per_sample_weight, seed=3):
         terms = -scores.view(-1)
     else:
         y = cfg.g_target if cfg.loss == "bce-smoothed" else 1.0
-        terms = nn.functional.binary_cross_entropy_with_logits(
-            scores.view(-1), torch.full((B,), y), reduction="none"
-        )
+        terms = nn.functional.binary_cross_entropy_with_logits(scores.view(-1), torch.full((B,), y), reduction="none")
     (w * terms).mean().backward()
     return [p.grad for p in G.parameters()]
 
