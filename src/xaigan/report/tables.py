@@ -171,23 +171,22 @@ LATE_NOTE = (
 
 def late_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The late-FID table as strings (cells compared with a baseline only), in :data:`LATE_COLUMNS` order."""
-    out = []
-    for r in rows:
-        if not late_compared(r):
-            continue
-        late, paired = r["late"], r.get("paired") or {}
-        test = f"p={_fmt(late['p'], 3)} (Holm {_fmt(late.get('p_holm', math.nan), 3)}), "
-        test += f"lower in {late['lower_in']}/{late['n_pairs']}"
-        out.append(
-            [
-                r["cell"],
-                _fmt(r["late_fid_mean"]),
-                f"{late['diff_pct']:+.1f}% ± {_fmt(late['diff_pct_ci95'], 1)} vs {r['baseline']}",
-                test,
-                f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
-            ]
-        )
-    return out
+    return [_against_base(r, r["late"], r["late_fid_mean"]) for r in rows if late_compared(r)]
+
+
+def _against_base(r: dict[str, Any], test: dict[str, Any], mean: float) -> list[str]:
+    """One row of a table that compares a second measure of each cell with its baseline's: the cell, the measure's
+    mean, its paired change, the t-test, and the final FID's change beside it."""
+    paired = r.get("paired") or {}
+    result = f"p={_fmt(test['p'], 3)} (Holm {_fmt(test.get('p_holm', math.nan), 3)}), "
+    result += f"lower in {test['lower_in']}/{test['n_pairs']}"
+    return [
+        r["cell"],
+        _fmt(mean),
+        f"{test['diff_pct']:+.1f}% ± {_fmt(test['diff_pct_ci95'], 1)} vs {r['baseline']}",
+        result,
+        f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
+    ]
 
 
 OWN_COLUMNS = ("cell", "G's FID mean", "Δ G's FID vs base (paired, 95% CI)", "paired t-test", "Δ average's FID")
@@ -200,23 +199,11 @@ OWN_NOTE = (
 
 def own_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """G's own final FID against the baseline's (runs with a weight average), in :data:`OWN_COLUMNS` order."""
-    out = []
-    for r in rows:
-        own, paired = r.get("g_itself"), r.get("paired") or {}
-        if not own or not own.get("n_pairs"):
-            continue
-        test = f"p={_fmt(own['p'], 3)} (Holm {_fmt(own.get('p_holm', math.nan), 3)}), "
-        test += f"lower in {own['lower_in']}/{own['n_pairs']}"
-        out.append(
-            [
-                r["cell"],
-                _fmt(r["fid_g_itself_mean"]),
-                f"{own['diff_pct']:+.1f}% ± {_fmt(own['diff_pct_ci95'], 1)} vs {r['baseline']}",
-                test,
-                f"{paired['diff_pct']:+.1f}%" if paired.get("n_pairs") else "–",
-            ]
-        )
-    return out
+    return [
+        _against_base(r, r["g_itself"], r["fid_g_itself_mean"])
+        for r in rows
+        if (r.get("g_itself") or {}).get("n_pairs")
+    ]
 
 
 EQUIVALENCE_COLUMNS = ("cell", "against", "measure", "margin", "difference (90% CI)", "TOST p", "verdict")
