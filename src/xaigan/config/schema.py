@@ -21,7 +21,18 @@ from xaigan.config.checks import (
     model_names,
     xai_names,
 )
-from xaigan.settings import LOSSES, OUTPUTS, SPECTRAL_NORM, ConfigError, GuidanceSettings, Option, option, options_of
+from xaigan.settings import (
+    ADAM,
+    COMPILE,
+    LOSSES,
+    OUTPUTS,
+    SPECTRAL_NORM,
+    ConfigError,
+    GuidanceSettings,
+    Option,
+    option,
+    options_of,
+)
 
 
 def _with_guidance(after: str) -> Callable[[type], type]:
@@ -125,6 +136,21 @@ class Config:
         choices=("fp32", "bf16", "auto"),
         group="optimisation",
     )
+    adam: str = option(
+        "auto",
+        "Adam's implementation: foreach (several tensors per kernel; bit-identical to the per-parameter loop), fused "
+        "(one kernel per step; fewer passes over memory, last bits differ), or auto: fused with bf16, foreach with "
+        "fp32",
+        choices=ADAM,
+        group="optimisation",
+    )
+    compile: str = option(
+        "false",
+        "torch.compile G's and D's training passes (inductor): true, false, or auto (true on a CUDA GPU, false on a "
+        "CPU, where it measured no faster, docs/benchmarks.md); changes the last bits, so off by default",
+        choices=COMPILE,
+        group="optimisation",
+    )
     drop_last: bool = option(False, "drop the last incomplete batch of each epoch", group="optimisation")
     # run
     seed: int = option(0, "seed of data subset, initialisation, noise and shuffling", group="run")
@@ -135,6 +161,12 @@ class Config:
     log_every: int = option(1, "write metrics.jsonl every N steps", range="> 0", group="run")
     sample_every: int = option(1, "write a sample grid every N epochs", range="> 0", group="run")
     checkpoint_every: int = option(1, "checkpoint every N epochs", range="> 0", group="run")
+    deterministic: bool = option(
+        False,
+        "deterministic algorithms only (torch.use_deterministic_algorithms, a fixed cuBLAS workspace, no cuDNN "
+        "autotuning), so that a killed and resumed GPU run equals an uninterrupted one; CPU runs are so already",
+        group="run",
+    )
     progress: bool = option(True, "show a progress bar", group="run")
     tensorboard: bool = option(True, "mirror metrics to TensorBoard when installed", group="run")
     # xAI guidance

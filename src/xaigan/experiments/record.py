@@ -23,12 +23,13 @@ from xaigan.config import Config, ConfigError
 from xaigan.experiments.grid import Grid, RunSpec
 from xaigan.io import atomic_write_bytes, atomic_write_text
 from xaigan.rundir import RunDir
-from xaigan.train import resolve_runtime
+from xaigan.train import pick_adam, resolve_runtime
 
 KEEP_STEPS = 200
 # Keys that may differ between a stored run and the grid's spec of it without changing what was trained.
 _COSMETIC = {"progress", "name", "tensorboard"}
 _RESOLVED = ("d_output", "explain_mode")  # stored as the trainer resolved them against D
+_MACHINE = ("precision", "compile", "adam")  # "auto": what the machine that trained the run chose
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
@@ -41,8 +42,10 @@ def check_same_config(spec: RunSpec, folder: str | Path | None = None) -> None:
         return
     stored = {**_DEFAULTS, **run.read_config()}  # a setting added since the run was trained had its default then
     wanted = _resolved_like_training(spec.cfg, run)
-    if wanted.get("precision") == "auto":  # the machine that trained it chose; a resumed run keeps that choice
-        wanted["precision"] = stored.get("precision")
+    stored["adam"] = pick_adam(stored["adam"], stored["precision"])  # a run from before the key: as it trained
+    for key in _MACHINE:  # the machine that trained it chose; a resumed run keeps that choice
+        if wanted.get(key) == "auto":
+            wanted[key] = stored.get(key)
     diff = sorted(k for k in wanted if k not in _COSMETIC and stored.get(k) != wanted[k])
     if diff:
         raise ConfigError(
@@ -61,7 +64,7 @@ def _resolved_like_training(cfg: Config, run: RunDir) -> dict[str, Any]:
     with torch.device("meta"):
         _, D = models.build(cfg.model, int(shape[0]), int(shape[-1]), cfg.noise_dim, cfg.spectral_norm)
     runtime = resolve_runtime(cfg, D)  # no device: precision stays as asked (see check_same_config)
-    return {**wanted, "d_output": runtime.d_output, "explain_mode": runtime.explain_mode}
+    return {**wanted, "d_output": runtime.d_output, "explain_mode": runtime.explain_mode, "adam": runtime.adam}
 
 
 def recorded_path(record: str | Path, spec: RunSpec) -> Path:

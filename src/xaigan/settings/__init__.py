@@ -16,9 +16,11 @@ from xaigan.settings.guidance import (
     config_options,
 )
 from xaigan.settings.options import RANGES, ConfigError, Option, option, options_of
-from xaigan.settings.training import LOSSES, SPECTRAL_NORM
+from xaigan.settings.training import ADAM, COMPILE, LOSSES, SPECTRAL_NORM
 
 __all__ = [
+    "ADAM",
+    "COMPILE",
     "LOSSES",
     "MODES",
     "NORMALIZE",

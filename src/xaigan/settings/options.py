@@ -125,6 +125,8 @@ class Option:
             raise ConfigError(f"{name} must be true or false, got {value!r}")
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if kind is str and isinstance(value, bool):  # YAML reads `compile: true` as a boolean; its choices say
+            return "true" if value else "false"
         if isinstance(value, kind) and not isinstance(value, bool):
             return value
         if isinstance(value, str):

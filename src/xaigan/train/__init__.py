@@ -3,7 +3,7 @@
 from xaigan.train.checkpoint import rng_state, seed_everything, set_rng_state
 from xaigan.train.factory import DataChangedError, RunExistsError, build_guidance, from_config, resume
 from xaigan.train.logging import RunLogger
-from xaigan.train.runtime import Runtime, pick_device, pick_precision, resolve_runtime
+from xaigan.train.runtime import Runtime, pick_adam, pick_device, pick_precision, resolve_runtime
 from xaigan.train.signals import StopRequested
 from xaigan.train.step import gan_step
 from xaigan.train.trainer import NonFiniteLossError, Trainer
@@ -19,6 +19,7 @@ __all__ = [
     "build_guidance",
     "from_config",
     "gan_step",
+    "pick_adam",
     "pick_device",
     "pick_precision",
     "resolve_runtime",

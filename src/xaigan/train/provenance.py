@@ -78,5 +78,6 @@ def provenance(device: torch.device, precision: str, model: str = "") -> dict[st
         "device": device_info(device),
         "threads": torch.get_num_threads(),
         "precision": precision,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),  # while it trained (deterministic: true)
         **own,
     }

@@ -28,6 +28,9 @@ class Runtime:
         d_output: what D returns, ``"logit"`` or ``"prob"``.
         explain_mode: D's mode while explained, as :func:`xaigan.explain.resolve_mode` decides for this D.
         progress: whether this process shows the run's progress.
+        adam: Adam's implementation, ``"foreach"`` or ``"fused"`` (``"auto"`` only while ``precision`` is).
+        compile: whether G's and D's training passes are compiled, ``"true"`` or ``"false"`` (``"auto"`` only when
+            ``device`` is None).
     """
 
     device: torch.device | None
@@ -35,10 +38,18 @@ class Runtime:
     d_output: str
     explain_mode: str
     progress: bool
+    adam: str = "foreach"
+    compile: str = "false"
 
     def recorded(self, cfg: Config) -> Config:
         """``cfg`` with the resolved values in place of what asked for them."""
-        return cfg.replace(precision=self.precision, d_output=self.d_output, explain_mode=self.explain_mode)
+        return cfg.replace(
+            precision=self.precision,
+            d_output=self.d_output,
+            explain_mode=self.explain_mode,
+            adam=self.adam,
+            compile=self.compile,
+        )
 
 
 def resolve_runtime(
@@ -73,6 +84,10 @@ def resolve_runtime(
             )
         precision = pick_precision(precision, device)
     d_output = resolve_output(D, cfg.d_output)
+    adam = pick_adam(cfg.adam, precision)
+    compiled = cfg.compile
+    if compiled == "auto" and device is not None:
+        compiled = "true" if device.type == "cuda" else "false"
     check_loss(cfg.loss, d_output)
     return Runtime(
         device=device,
@@ -80,6 +95,8 @@ def resolve_runtime(
         d_output=d_output,
         explain_mode=resolve_mode(D, cfg.explain_mode),
         progress=cfg.progress if progress is None else progress,
+        adam=adam,
+        compile=compiled,
     )
 
 
@@ -142,3 +159,16 @@ def pick_precision(name: str, device: torch.device) -> str:
     if name != "auto":
         return name
     return "bf16" if fast_bf16(device) else "fp32"
+
+
+def pick_adam(name: str, precision: str) -> str:
+    """Adam's implementation: ``auto`` is ``fused`` with bf16 and ``foreach`` with fp32 (and stays ``auto`` while
+    ``precision`` does); other names as given.
+
+    Example:
+        >>> pick_adam("auto", "fp32"), pick_adam("auto", "bf16"), pick_adam("fused", "fp32")
+        ('foreach', 'fused', 'fused')
+    """
+    if name != "auto" or precision == "auto":
+        return name
+    return "fused" if precision == "bf16" else "foreach"

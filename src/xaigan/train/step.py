@@ -31,14 +31,28 @@ def frozen(model: nn.Module) -> Iterator[None]:
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """The paper's Adam for G and D. fp32: the multi-tensor implementation (bit-identical to the per-parameter loop,
-    fewer kernels); bf16: the fused kernel (not bit-identical, so only with the opt-in fast mode)."""
-    implementation = {"fused": True} if cfg.precision == "bf16" else {"foreach": True}
+    """The paper's Adam for G and D in ``cfg.adam``'s implementation: ``foreach`` (several tensors per kernel,
+    bit-identical to the per-parameter loop) or ``fused`` (one kernel per step; not bit-identical, so opt-in);
+    ``auto`` is fused with bf16 and foreach with fp32 (the trainer resolves it first)."""
+    fused = cfg.adam == "fused" or (cfg.adam == "auto" and cfg.precision == "bf16")
+    implementation = {"fused": True} if fused else {"foreach": True}
     betas = (cfg.beta1, cfg.beta2)
     return (
         torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **implementation),
         torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, **implementation),
     )
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The module inside ``model``'s DistributedDataParallel and ``torch.compile`` wrappers (``model`` itself when it
+    has none): what explainers hook into and what checkpoints hold."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def step_autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
@@ -65,7 +79,8 @@ def gan_step(
     ``cfg.d_output`` says whether D returns logits or probabilities (``auto``: detected from D's last module).
     ``noise(n)`` draws G's input (default: ``n`` standard normal rows from the global generator). G and D may be
     wrapped in DistributedDataParallel: D's wrapper trains D; G's step and the guidance use the module inside it
-    (they need D's input gradients, not its weight gradients).
+    (they need D's input gradients, not its weight gradients). They may be ``torch.compile`` d too: the training
+    passes run compiled, the guidance explains the module inside (explainers hook into its layers).
 
     Args:
         G: the generator.
@@ -103,15 +118,16 @@ def gan_step(
         def noise(n: int) -> torch.Tensor:
             return torch.randn(n, cfg.noise_dim, device=device)
 
-    inner = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D
-    d_output = resolve_output(inner, cfg.d_output)  # "logit" or "prob"
+    inner = D.module if isinstance(D, nn.parallel.DistributedDataParallel) else D  # compiled, if D was
+    plain = unwrapped(D)
+    d_output = resolve_output(plain, cfg.d_output)  # "logit" or "prob"
     autocast = step_autocast(cfg, device)
     fast = cfg.precision != "fp32"
     for _ in range(cfg.d_steps):
         with torch.no_grad(), autocast:  # D's step needs no graph through G
             fake = G(noise(batch))
         with autocast:
-            if fast and not has_batchnorm(inner):  # one pass of twice the rows: better matmuls, same loss
+            if fast and not has_batchnorm(plain):  # one pass of twice the rows: better matmuls, same loss
                 d_real, d_fake = D(aug(torch.cat([real, fake.to(real.dtype)]))).float().split(batch)
             else:  # separately (a BatchNorm D normalises each batch by its own statistics)
                 d_real, d_fake = D(aug(real)).float(), D(aug(fake)).float()
@@ -122,8 +138,8 @@ def gan_step(
 
     with autocast:
         fake = G(noise(batch))
-    g_step = GStep(inner, cfg, d_output, aug, autocast, opt_g, weights)
-    if isinstance(guidance, XAIGuidance) and guidance.shares_step(inner):
+    g_step = GStep(plain, cfg, d_output, aug, autocast, opt_g, weights, forward=inner)
+    if isinstance(guidance, XAIGuidance) and guidance.shares_step(plain):
         loss_g = g_step.shared(fake, guidance)
     else:
         loss_g = g_step(fake, guidance)
@@ -151,6 +167,8 @@ class GStep:
         autocast: the step's autocast context (a null context in fp32).
         opt_g: G's optimiser (its gradients are zeroed here; the caller clips and steps).
         weights: per-sample weights of G's loss terms from D's raw outputs, or None (see :func:`gan_step`).
+        forward: what G's step passes the fakes through: ``D`` compiled, or None for ``D`` itself (the guidance
+            always explains ``D``).
     """
 
     D: nn.Module
@@ -160,6 +178,12 @@ class GStep:
     autocast: contextlib.AbstractContextManager
     opt_g: torch.optim.Optimizer
     weights: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+    forward: nn.Module | None = None
+
+    @property
+    def net(self) -> nn.Module:
+        """The module G's loss runs through (:attr:`forward`, else :attr:`D`)."""
+        return self.forward if self.forward is not None else self.D
 
     def weigh(self, scores: torch.Tensor, guided: torch.Tensor | None) -> torch.Tensor | None:
         """The product of the guidance's weights (``guided``) and :attr:`weights` of ``scores``; None: all 1."""
@@ -177,7 +201,7 @@ class GStep:
                 weights = guidance.loss_weights()  # per-sample weights of G's loss (use="weight"), else None
         with frozen(self.D):  # G's step needs D's input gradients only, not its weight gradients (a third of D's)
             with self.autocast:
-                d_gen = self.D(self.aug(fake)).float()
+                d_gen = self.net(self.aug(fake)).float()
             weights = self.weigh(d_gen, weights)
             loss_g = g_loss(self.cfg.loss, d_gen, self.cfg.g_target, self.d_output, weights)
             self.opt_g.zero_grad(set_to_none=True)
@@ -196,7 +220,7 @@ class GStep:
         x = fake.detach().float().requires_grad_(True)
         with frozen(D), torch.enable_grad():
             with autocast:
-                out = D(aug(x))
+                out = self.net(aug(x))
             out = out.float()
             if out.numel() != len(x):
                 raise ConfigError(

@@ -26,6 +26,7 @@ from xaigan.guidance import Guidance, XAIGuidance
 from xaigan.io import make_grid, save_image_grid
 from xaigan.rundir import LAST, PREVIOUS, RunDir, RunLock
 from xaigan.train import checkpoint, distributed
+from xaigan.train.determinism import deterministic, set_cublas_workspace
 from xaigan.train.distributed import Dist, GlobalNoise
 from xaigan.train.ema import WeightAverage
 from xaigan.train.figures import save_explanations
@@ -99,6 +100,8 @@ class Trainer:
         self.device = dist.device(torch.device(device)) if dist else torch.device(device)
         self.runtime = resolve_runtime(cfg, D, self.device, progress=progress)
         self.cfg = self.runtime.recorded(cfg)
+        if self.cfg.deterministic:
+            set_cublas_workspace()  # before the first matmul on the GPU; fit() switches on the rest
         self.run = RunDir(run)
         self.data = data
         self.G, self.D = G.to(self.device), D.to(self.device)
@@ -124,13 +127,15 @@ class Trainer:
         self._writer = checkpoint.AsyncWriter()
         self.lock: RunLock | None = None  # the run folder's lock, set by the factories, released when fit() ends
         self.last_unreadable = False  # resumed from previous.pt: the next save must not rotate last.pt over it
-        # What the step trains: G and D themselves, or their DistributedDataParallel wrappers.
-        self._train_G, self._train_D = self.G, self.D
+        # What the step trains: G and D, compiled and/or in DistributedDataParallel (checkpoints etc. use G and D).
+        self._train_G, self._train_D = (torch.compile(n) if self.cfg.compile == "true" else n for n in (self.G, self.D))
         self.noise: GlobalNoise | None = None
         # Where a grid's worker sends its progress (its parent shows it); None: shown here if cfg.progress.
         self.progress_sink: Callable[[StepProgress], None] | None = None
         if dist is not None:
-            self._train_G, self._train_D = distributed.wrap(self.G, self.device), distributed.wrap(self.D, self.device)
+            self._train_G, self._train_D = (
+                distributed.wrap(net, self.device) for net in (self._train_G, self._train_D)
+            )
             self.noise = GlobalNoise(dist, self.cfg.seed, self.cfg.noise_dim, self.device)
             distributed.reseed_rank(dist, self.cfg.seed, 0)
 
@@ -229,7 +234,7 @@ class Trainer:
         (``{"interrupted": True, "signal": NAME or None, ...}``). A non-finite loss raises
         :class:`NonFiniteLossError` without checkpointing the broken state."""
         try:
-            with deferred_stop_signals() as received:
+            with deferred_stop_signals() as received, deterministic(self.cfg.deterministic):
                 if not self.main:
                     return self._fit(stop_at_step, received)
                 self.run.path.mkdir(parents=True, exist_ok=True)
@@ -369,9 +374,6 @@ class Trainer:
             callback(self, self.pending_epoch)
         self.pending_epoch = None
 
-    def _xai_regimes(self) -> dict[str, Any]:
-        return {"xai_regimes": self.guidance.regimes()} if isinstance(self.guidance, XAIGuidance) else {}
-
     def _finish(self) -> dict[str, Any]:
         records = [r for r in self.run.read_metrics() if "d_loss" in r]
         last = records[-1] if records else {}
@@ -384,7 +386,7 @@ class Trainer:
             "final": {k: last.get(k) for k in ("d_loss", "g_loss", "d_real", "d_fake")},
             "data": self.data.meta,
             "xai": self.cfg.xai,
-            **self._xai_regimes(),
+            **({"xai_regimes": self.guidance.regimes()} if isinstance(self.guidance, XAIGuidance) else {}),
             **self.extra,
             "device": str(self.device),
             "processes": self.dist.world if self.dist else 1,
