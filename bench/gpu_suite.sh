@@ -5,8 +5,9 @@
 #   bash bench/gpu_suite.sh              # on the GPU machine, from the repository root; results in $OUT
 #   QUICK=1 bash bench/gpu_suite.sh      # (or --quick) CPU smoke test of every part, tiny settings, ~2-3 minutes
 #
-# Results go to $OUT (default ./gpu-results), six text files: machine.txt (nvidia-smi, lscpu), env.txt (python,
-# torch, CUDA, packages), explain.txt, throughput.txt, fusion.txt and summary.txt (each part's exit code and time).
+# Results go to $OUT (default ./gpu-results), seven text files: machine.txt (nvidia-smi, lscpu), env.txt (python,
+# torch, CUDA, packages), explain.txt, throughput.txt, resume.txt, fusion.txt and summary.txt (each part's exit code
+# and time).
 #
 # Parts, in this order (estimated H100 wall time; cap):
 #   setup       venv and imports                                                    ~10-20 s
@@ -15,6 +16,8 @@
 #                                                                                   ~20-30 s each; 50 s each
 #   throughput  bench_throughput.py on cuda: the MLP study cell with N = 1 4 8 16 worker processes, the DCGAN
 #               grid's cell with N = 1 4 8 (2 s settle + 8 s measured per N)        ~60 s and ~50 s; 90 s, 75 s
+#   resume      check_resume.py on cuda: mlp and dcgan, 60 steps, stopped at 25 and resumed, with and without
+#               deterministic: true                                                 ~30 s; 90 s
 #   fusion      bench_fusion.py --device cuda --models mlp dcgan --batch 64 128 --rounds 5 --steps 20
 #               (mostly torch.compile's compilations)                               ~2-3 min; what is left
 # A part that fails or runs out of time is recorded in summary.txt and the script goes on with the next.
@@ -218,6 +221,14 @@ else
         --workers 1 4 8 16 --seconds 8 --settle 2 --warmup-steps 5 --start-timeout 60
     run_part "throughput dcgan" 75 "$OUT/throughput.txt" "$PY" bench/bench_throughput.py --device cuda \
         --models dcgan --workers 1 4 8 --seconds 8 --settle 2 --warmup-steps 5 --start-timeout 60
+fi
+
+# -- resume: is a killed-and-resumed run equal to an uninterrupted one, with and without deterministic: true -------
+if [ "$QUICK" = 1 ]; then
+    run_part "resume" 90 "$OUT/resume.txt" "$PY" bench/check_resume.py --device cpu --models mlp --steps 8 --stop 3
+else
+    run_part "resume" 90 "$OUT/resume.txt" "$PY" bench/check_resume.py --device cuda --models mlp dcgan \
+        --steps 60 --stop 25
 fi
 
 # -- fusion: the step with fused Adam, torch.compile and deterministic algorithms against the default ------------
