@@ -79,6 +79,11 @@ def test_eval_settings_are_the_config_defaults_under_the_grids_section(tmp_path)
     assert EvalSettings.from_grid(_grid(tmp_path, evaluation=every)) == EvalSettings(64, "inception", "test")
     with pytest.raises(ConfigError, match=r"unknown evaluation key\(s\) \['size'\]; allowed: n, features, reference"):
         _grid(tmp_path, evaluation={"size": 5})
+    # values are checked when the grid loads, before any run trains (they were found only after training)
+    with pytest.raises(ConfigError, match=r"evaluation: eval_features must be one of domain, inception; got 'domian'"):
+        _grid(tmp_path, evaluation={"features": "domian"})
+    with pytest.raises(ConfigError, match=r"evaluation: eval_n must be > 0"):
+        _grid(tmp_path, evaluation={"n": 0})
 
 
 def test_the_finisher_scores_with_the_grids_settings_and_finishes_each_run_once(tmp_path, scored, monkeypatch):

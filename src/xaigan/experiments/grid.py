@@ -254,4 +254,8 @@ def load_grid(path: str | Path) -> Grid:
         raise config_mod.ConfigError(
             f"{path}: unknown evaluation key(s) {sorted(bad_eval)}; allowed: {', '.join(EVAL_KEYS)}"
         )
+    try:  # the values too, before any run trains (as a single run's eval_* keys are checked)
+        Config.from_dict({f"eval_{key}": value for key, value in grid.evaluation.items()})
+    except config_mod.ConfigError as e:
+        raise config_mod.ConfigError(f"{path}: evaluation: {e}") from None
     return grid
