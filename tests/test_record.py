@@ -12,6 +12,7 @@ import yaml
 
 from tests.conftest import write_image_folder
 from xaigan import cli
+from xaigan.config import ConfigError
 from xaigan.experiments.record import KEEP_STEPS, _thin_metrics
 
 
@@ -219,6 +220,27 @@ def test_a_record_of_another_grid_or_budget_is_refused(tmp_path, capsys):
     assert "records grid 'rec' budget 'quick', not 'other'" in err and "another --record folder" in err
     assert (record / "grid.json").read_bytes() == before
     assert not list(out.glob("*/seed_*/checkpoints/*.pt"))
+
+
+def test_a_refused_plan_leaves_the_record_and_the_grid_folder_as_they_were(tmp_path, monkeypatch):
+    """A grid refused while planning (a run trained with other settings) writes neither the record's ``grid.json``
+    (its seeds) nor the output folder's: a later report reads what was really run."""
+    from xaigan.experiments import load_grid, plan, runner
+    from xaigan.experiments.record import write_record_meta
+
+    grid, record, out = _grid(tmp_path), tmp_path / "results", tmp_path / "out"
+    write_record_meta(record, load_grid(grid), "quick", [0])
+    before = (record / "grid.json").read_bytes()
+
+    def refused(*args, **kwargs):
+        raise ConfigError(f"{out}/normal/seed_0 was trained with other settings (lr_d); use another folder")
+
+    monkeypatch.setattr(runner, "plan_runs", refused)
+    with pytest.raises(ConfigError, match="other settings"):
+        runner.run_grid(load_grid(grid), out, budget="quick", seeds=[0, 1, 2], record=record)
+    assert (record / "grid.json").read_bytes() == before
+    assert not (out / "grid.json").exists()
+    assert plan.plan_runs is not refused  # only the runner's reference was replaced
 
 
 def test_evenly_spaced_keeps_the_first_the_last_and_even_steps_between():

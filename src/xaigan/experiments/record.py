@@ -122,19 +122,27 @@ def record_run(run: RunDir, dest: str | Path) -> None:
     atomic_write_bytes(out.eval_path, run.eval_path.read_bytes())
 
 
+def check_record_meta(record: str | Path, grid: Grid, budget: str) -> list[int]:
+    """The seeds ``record`` holds for ``grid`` at ``budget`` (none for a new record); a record of another grid or
+    budget is refused (:class:`ConfigError`). Writes nothing."""
+    meta_path = Path(record) / "grid.json"
+    if not meta_path.is_file():
+        return []
+    old: dict[str, Any] = json.loads(meta_path.read_text())
+    if old.get("name") != grid.name or old.get("budget") != budget:
+        raise ConfigError(
+            f"{record} records grid {old.get('name')!r} budget {old.get('budget')!r}, not {grid.name!r} "
+            f"budget {budget!r}; use another --record folder"
+        )
+    return list(old.get("seeds", []))
+
+
 def write_record_meta(record: str | Path, grid: Grid, budget: str, seeds: list[int]) -> None:
-    """The grid file and ``grid.json`` (seeds: every seed recorded so far and these)."""
+    """The grid file and ``grid.json`` (seeds: every seed recorded so far and these), after
+    :func:`check_record_meta`."""
     record = Path(record)
     meta_path = record / "grid.json"
-    known: list[int] = []
-    if meta_path.is_file():
-        old: dict[str, Any] = json.loads(meta_path.read_text())
-        if old.get("name") != grid.name or old.get("budget") != budget:
-            raise ConfigError(
-                f"{record} records grid {old.get('name')!r} budget {old.get('budget')!r}, not {grid.name!r} "
-                f"budget {budget!r}; use another --record folder"
-            )
-        known = list(old.get("seeds", []))
+    known = check_record_meta(record, grid, budget)
     if grid.path is not None:
         atomic_write_bytes(record / "grid.yaml", grid.path.read_bytes())
     meta = {"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": sorted(set(known) | set(seeds))}

@@ -20,7 +20,7 @@ from xaigan.experiments.executors import Executor, SerialExecutor
 from xaigan.experiments.finish import Finisher, collect
 from xaigan.experiments.grid import EvalSettings, Grid
 from xaigan.experiments.plan import RunPlan, plan_runs
-from xaigan.experiments.record import write_record_meta
+from xaigan.experiments.record import check_record_meta, write_record_meta
 from xaigan.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 
 
@@ -79,8 +79,10 @@ def _plan(
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, recursive=False)  # run folders clean their own when claimed
     if record is not None:
+        check_record_meta(record, grid, budget)  # another grid's record: refused before anything is planned
+    plan = plan_runs(grid, out, budget=budget, seeds=seeds, cells=cells, record=record)  # may refuse: nothing written
+    if record is not None:
         write_record_meta(record, grid, budget, seeds)
-    plan = plan_runs(grid, out, budget=budget, seeds=seeds, cells=cells, record=record)
     if grid.path is not None and grid.path.resolve() != (out / "grid.yaml").resolve():
         atomic_write_bytes(out / "grid.yaml", grid.path.read_bytes())
     meta = {"grid": str(grid.path), "name": grid.name, "budget": budget, "seeds": seeds, "executor": executor}
