@@ -13,6 +13,7 @@ from xaigan.config import Config, ConfigError
 from xaigan.explain import has_batchnorm, resolve_output
 from xaigan.guidance import Guidance, XAIGuidance
 from xaigan.train.losses import d_loss, g_loss, prob_real
+from xaigan.train.runtime import pick_adam
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -34,8 +35,7 @@ def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config) -> tuple[torch.opti
     """The paper's Adam for G and D in ``cfg.adam``'s implementation: ``foreach`` (several tensors per kernel,
     bit-identical to the per-parameter loop) or ``fused`` (one kernel per step; not bit-identical, so opt-in);
     ``auto`` is fused with bf16 and foreach with fp32 (the trainer resolves it first)."""
-    fused = cfg.adam == "fused" or (cfg.adam == "auto" and cfg.precision == "bf16")
-    implementation = {"fused": True} if fused else {"foreach": True}
+    implementation = {"fused": True} if pick_adam(cfg.adam, cfg.precision) == "fused" else {"foreach": True}
     betas = (cfg.beta1, cfg.beta2)
     return (
         torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **implementation),
